@@ -1,0 +1,228 @@
+"""The ``search`` command: run, resume and read back studies.
+
+Exit codes: 0 done, 2 bad input (one line, nothing written), 1 runtime failure,
+130 interrupted (the running trial is marked FAIL; finished trials stay).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import warnings
+from typing import Annotated, Any, NoReturn
+
+import optuna
+import typer
+from rich.console import Console
+
+from search.config import ConfigError, build_config, load_toml
+from search.report import FORMATS, best_trials, render, trial_row
+from search.storage import DEFAULT_STORAGE, StorageError, create_storage, mask_url
+from spaces import SpecError
+from trainers.errors import DataError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Search where BatchNorm and Dropout go, pruned by the measured variance shift.",
+)
+err_console = Console(stderr=True)
+USER_ERRORS = (ConfigError, StorageError, SpecError, DataError)
+
+StorageOpt = Annotated[str | None, typer.Option("--storage", help="SQLAlchemy URL (env OPTUNA_STORAGE).")]
+StudyOpt = Annotated[str | None, typer.Option("--study-name", help="Study name; default <dataset>-<family>.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="table, json or csv.")]
+
+
+def _opt(help: str, *names: str) -> Any:
+    return typer.Option(*names, help=help, show_default=False)
+
+
+@app.command()
+def run(
+    config: Annotated[str | None, _opt("TOML file with any of these options as keys.", "--config")] = None,
+    study_name: Annotated[
+        str | None, _opt("Study name; default <dataset>-<family> (reruns resume).", "--study-name")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        _opt(f"SQLAlchemy URL (env OPTUNA_STORAGE); default {DEFAULT_STORAGE}.", "--storage"),
+    ] = None,
+    n_trials: Annotated[str | None, _opt("Trials to add in this run [40].", "--n-trials")] = None,
+    timeout: Annotated[str | None, _opt("Stop starting trials after this many seconds.", "--timeout")] = None,
+    dataset: Annotated[str | None, _opt("digits or npz:PATH [digits].", "--dataset")] = None,
+    family: Annotated[str | None, _opt("mlp or cnn [mlp].", "--family")] = None,
+    max_epochs: Annotated[str | None, _opt("Epochs per candidate [20].", "--max-epochs")] = None,
+    batch_size: Annotated[str | None, _opt("Batch size [64].", "--batch-size")] = None,
+    pruner: Annotated[
+        str | None,
+        _opt(
+            "varshift, median, hyperband, none, or varshift+median / varshift+hyperband [varshift+median].",
+            "--pruner",
+        ),
+    ] = None,
+    shift_threshold: Annotated[
+        str | None, _opt("Shift above which the guard prunes [1.5].", "--shift-threshold")
+    ] = None,
+    shift_warmup: Annotated[
+        str | None, _opt("Epochs before the shift guard may prune [1].", "--shift-warmup")
+    ] = None,
+    shift_statistic: Annotated[
+        str | None, _opt("dropout (dropout-induced) or paper [dropout].", "--shift-statistic")
+    ] = None,
+    curve_warmup: Annotated[
+        str | None, _opt("Epochs before median/hyperband may prune [6].", "--curve-warmup")
+    ] = None,
+    n_startup_trials: Annotated[
+        str | None, _opt("Trials before the median pruner acts [5].", "--n-startup-trials")
+    ] = None,
+    sampler: Annotated[str | None, _opt("tpe, random or qmc [tpe].", "--sampler")] = None,
+    seed: Annotated[str | None, _opt("Study seed; trial seeds follow from it [0].", "--seed")] = None,
+    workers: Annotated[
+        str | None, _opt("Parallel trial processes, one device each [1].", "--workers")
+    ] = None,
+    devices: Annotated[str | None, _opt("Devices inside one trial [1].", "--devices")] = None,
+    strategy: Annotated[
+        str | None, _opt("Lightning strategy inside a trial, e.g. ddp [auto].", "--strategy")
+    ] = None,
+    accelerator: Annotated[str | None, _opt("auto, cpu, gpu [auto].", "--accelerator")] = None,
+    threads: Annotated[
+        str | None, _opt("torch threads per worker; 0 = cores / workers [0].", "--threads")
+    ] = None,
+    per_block: Annotated[
+        bool | None,
+        typer.Option(
+            "--per-block/--shared-blocks",
+            help="Choose BN/Dropout/activation per block, or once for all blocks [shared].",
+            show_default=False,
+        ),
+    ] = None,
+    depth: Annotated[str | None, _opt("Block count range LOW,HIGH [1,3].", "--depth")] = None,
+    widths: Annotated[str | None, _opt("Width choices, e.g. 32,64,128.", "--widths")] = None,
+    activations: Annotated[
+        str | None, _opt("Activation choices, e.g. relu,gelu,tanh.", "--activations")
+    ] = None,
+    dropout_kinds: Annotated[
+        str | None, _opt("Dropout kinds: bernoulli,channel,gaussian,uout.", "--dropout-kinds")
+    ] = None,
+    dropout_rate: Annotated[
+        str | None, _opt("Dropout rate range LOW,HIGH within (0, 1) [0.05,0.5].", "--dropout-rate")
+    ] = None,
+    orders: Annotated[
+        str | None,
+        _opt("Orders after the layer, e.g. bn-act-drop,drop-bn-act [all six].", "--orders"),
+    ] = None,
+    lr: Annotated[str | None, _opt("Learning-rate range LOW,HIGH [1e-4,1e-2].", "--lr")] = None,
+    weight_decay: Annotated[
+        str | None, _opt("Weight-decay range LOW,HIGH [1e-6,1e-2].", "--weight-decay")
+    ] = None,
+    recalibrate_bn: Annotated[
+        str | None,
+        _opt(
+            "Re-estimate BN statistics after training: auto, always, never [auto].",
+            "--recalibrate-bn",
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Run or resume a study (everything has a default)."""
+    cli_values = {k: v for k, v in locals().items() if k not in ("config", "quiet")}
+    cli_values["storage"] = storage or os.environ.get("OPTUNA_STORAGE")
+    cli_values["quiet"] = quiet or None
+    run_config = build_config(load_toml(config) if config else None, cli_values)
+    from search.runner import (
+        run_search,  # heavy imports (torch, Lightning) only once input is valid
+    )
+
+    run_search(run_config)
+
+
+@app.command()
+def trials(study_name: StudyOpt = None, storage: StorageOpt = None, format: FormatOpt = "table") -> None:
+    """Print every trial of a study."""
+    study = _load(study_name, storage, format)
+    rows = [trial_row(t) for t in study.get_trials(deepcopy=False)]
+    typer.echo(render(rows, format, title=f"study {study.study_name}"))
+
+
+@app.command()
+def best(
+    study_name: StudyOpt = None,
+    storage: StorageOpt = None,
+    format: FormatOpt = "table",
+    top: Annotated[int, typer.Option("--top", min=1, help="How many trials.")] = 5,
+) -> None:
+    """Print the best completed trials of a study."""
+    study = _load(study_name, storage, format)
+    rows = [trial_row(t) for t in best_trials(study, top)]
+    typer.echo(render(rows, format, title=f"best of {study.study_name}"))
+
+
+def _load(study_name: str | None, storage: str | None, fmt: str) -> optuna.Study:
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    url = storage or os.environ.get("OPTUNA_STORAGE") or DEFAULT_STORAGE
+    from search.storage import sqlite_path
+
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise ConfigError(f"no study database at {path}")
+    rdb = create_storage(url, heartbeat=False)
+    names = [s.study_name for s in optuna.get_all_study_summaries(rdb, include_best_trial=False)]
+    if study_name is None:
+        if len(names) != 1:
+            raise ConfigError(
+                f"--study-name is needed; {mask_url(url)} holds {len(names)} studies: {', '.join(names)}"
+            )
+        study_name = names[0]
+    if study_name not in names:
+        raise ConfigError(f"no study {study_name!r} in {mask_url(url)}; found: {', '.join(names) or 'none'}")
+    return optuna.load_study(study_name=study_name, storage=rdb)
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    err_console.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+    raise SystemExit(code)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # handled like Ctrl-C: running trial FAILs, finished ones stay
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: turns every user mistake into one line and exit code 2."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+    command = typer.main.get_command(app)
+    try:
+        command.main(
+            args=argv if argv is not None else sys.argv[1:],
+            prog_name="search",
+            standalone_mode=False,
+        )
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        _fail(130, "interrupted")
+    except typer.TyperException as exc:  # Typer's usage errors: bad option, bad value
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            typer.echo(exc.format_message())
+            raise SystemExit(0) from None
+        _fail(2, " ".join(exc.format_message().split()))
+    except USER_ERRORS as exc:
+        _fail(2, str(exc))
+    except KeyboardInterrupt:
+        _fail(130, "interrupted; finished trials are saved, rerun the same command to resume")
+    except Exception as exc:  # a crash: finished trials are already in the storage
+        if os.environ.get("VARSHIFT_DEBUG"):
+            raise
+        _fail(
+            1,
+            f"{type(exc).__name__}: {mask_url(str(exc)).splitlines()[0] if str(exc) else ''} "
+            "(set VARSHIFT_DEBUG=1 for the traceback)",
+        )

@@ -1,0 +1,148 @@
+"""Open or resume a study and run trials in it: sampler, pruner and storage wiring."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+
+import optuna
+import torch
+
+from search.config import ConfigError, RunConfig
+from search.objective import CandidateError, Objective
+from search.pruners import make_pruner
+from search.storage import create_storage, mask_url
+from trainers.data import TensorData, load_dataset
+from trainers.fit import TrainConfig
+
+log = logging.getLogger(__name__)
+
+SPACE_ATTR = "varshift.space"  # study user attr: the space a study was created with
+DATA_ATTR = "varshift.dataset"
+
+
+def make_sampler(config: RunConfig, n_existing: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler; its seed moves on with the study so a resumed run does not repeat itself."""
+    seed = config.seed + n_existing
+    if config.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if config.sampler == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # multivariate + group model the conditional space (dropout_rate only with dropout);
+        # constant_liar keeps parallel workers from sampling the same point.
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            n_startup_trials=10,
+            multivariate=True,
+            group=True,
+            constant_liar=config.workers > 1,
+        )
+
+
+def build_pruner(config: RunConfig) -> optuna.pruners.BasePruner:
+    try:
+        return make_pruner(
+            config.pruner,
+            threshold=config.shift_threshold,
+            warmup=config.shift_warmup,
+            statistic=config.shift_statistic,
+            curve_warmup=config.curve_warmup,
+            n_startup_trials=config.n_startup_trials,
+            max_epochs=config.max_epochs,
+        )
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+
+
+def prepare(config: RunConfig) -> tuple[TensorData, optuna.pruners.BasePruner]:
+    """Everything that can fail on a user's mistake, done before any storage is touched."""
+    data = load_dataset(config.dataset, seed=config.seed)
+    if config.family == "cnn" and len(data.input_shape) not in (2, 3):
+        raise ConfigError(
+            f"family 'cnn' needs (C, L) or (C, H, W) samples, but {config.dataset} gives {data.input_shape}"
+        )
+    return data, build_pruner(config)
+
+
+def _space_record(config: RunConfig) -> str:
+    return json.dumps(asdict(config.space()), sort_keys=True, default=list)
+
+
+def open_study(config: RunConfig, pruner: optuna.pruners.BasePruner, data: TensorData) -> optuna.Study:
+    """Create the study, or load it and check that it is the same search."""
+    storage = create_storage(config.storage)
+    name = config.resolved_study_name
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name in existing:
+        summary = existing[name]
+        if summary.direction != optuna.study.StudyDirection.MAXIMIZE:
+            raise ConfigError(
+                f"study {name!r} exists with direction {summary.direction.name.lower()}, not maximize"
+            )
+        stored = summary.user_attrs.get(SPACE_ATTR)
+        if stored is not None and stored != _space_record(config):
+            diff = _differences(json.loads(stored), json.loads(_space_record(config)))
+            raise ConfigError(
+                f"study {name!r} exists with a different search space ({diff}); use another --study-name"
+            )
+    n_existing = summary.n_trials if name in existing else 0
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=make_sampler(config, n_existing),
+        pruner=pruner,
+        direction="maximize",
+        load_if_exists=True,
+    )
+    if name not in existing:
+        study.set_user_attr(SPACE_ATTR, _space_record(config))
+        study.set_user_attr(DATA_ATTR, data.name)
+    log.info("study %s in %s (%d trials so far)", name, mask_url(config.storage), n_existing)
+    return study
+
+
+def _differences(old: dict[str, object], new: dict[str, object]) -> str:
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys[:3])
+
+
+def set_threads(config: RunConfig) -> int:
+    """Small models run fastest with few threads; workers must not oversubscribe the cores."""
+    threads = config.threads or max(1, (os.cpu_count() or 1) // config.workers)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def train_config(config: RunConfig) -> TrainConfig:
+    return TrainConfig(
+        max_epochs=config.max_epochs,
+        batch_size=config.batch_size,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        strategy=config.strategy,
+    )
+
+
+def run_trials(
+    config: RunConfig,
+    study: optuna.Study,
+    data: TensorData,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+) -> None:
+    """Run ``config.n_trials`` new trials; a trial whose candidate cannot train FAILs and the
+    study goes on. Ctrl-C marks the running trial FAIL and re-raises: finished trials stay."""
+    objective = Objective(data=data, space=config.space(), train=train_config(config), study_seed=config.seed)
+    study.optimize(
+        objective,
+        n_trials=config.n_trials,
+        timeout=config.timeout,
+        catch=(CandidateError,),
+        callbacks=list(callbacks),
+        gc_after_trial=True,
+    )

@@ -1,0 +1,178 @@
+"""In-memory data: tensors moved to the device once, batched by slicing, never collated.
+
+Small data sets (digits, mnist1d, the user's npz arrays) fit in memory many times over.
+A ``DataLoader`` with per-sample collation spends more time assembling a batch than the
+model spends on it; slicing a device tensor with a shuffled index costs microseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from trainers.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TensorData:
+    """A classification set split once into train and validation with a fixed seed."""
+
+    name: str
+    x_train: torch.Tensor  # (N_train, *input_shape), float32
+    y_train: torch.Tensor  # (N_train,), int64
+    x_val: torch.Tensor  # (N_val, *input_shape)
+    y_val: torch.Tensor  # (N_val,)
+    n_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def to(self, device: torch.device | str) -> TensorData:
+        return replace(
+            self,
+            x_train=self.x_train.to(device),
+            y_train=self.y_train.to(device),
+            x_val=self.x_val.to(device),
+            y_val=self.y_val.to(device),
+        )
+
+
+def split_arrays(
+    name: str, x: np.ndarray, y: np.ndarray, *, val_fraction: float = 0.2, seed: int = 0
+) -> TensorData:
+    """Seeded stratification-free split, then standardisation with train statistics only."""
+    if x.ndim < 2 or len(x) != len(y):
+        raise DataError(f"{name}: need x of shape (N, ...) and y of shape (N,), got {x.shape} and {y.shape}")
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"validation fraction must be in (0, 1), but got {val_fraction}")
+    classes, y_idx = np.unique(np.asarray(y), return_inverse=True)
+    if len(classes) < 2:
+        raise DataError(f"{name}: need at least 2 classes, found {len(classes)}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_val = max(1, round(len(x) * val_fraction))
+    val, train = order[:n_val], order[n_val:]
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    yt = torch.as_tensor(y_idx.astype(np.int64))
+    # Per-channel statistics (dim 1 for (N, C, ...) maps, per feature for (N, F)).
+    dims = [0, *range(2, xt.ndim)]
+    mean = xt[train].mean(dim=dims, keepdim=True)
+    std = xt[train].std(dim=dims, keepdim=True).clamp_min(1e-6)
+    xt = (xt - mean) / std
+    return TensorData(name, xt[train], yt[train], xt[val], yt[val], n_classes=len(classes))
+
+
+def load_digits_data(*, val_fraction: float = 0.2, seed: int = 0) -> TensorData:
+    """scikit-learn's 8x8 digits (1,797 samples), shipped inside scikit-learn: no download."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = bunch.images[:, None, :, :]  # (1797, 1, 8, 8): usable as 64 features or a 1x8x8 image
+    return split_arrays("digits", images, bunch.target, val_fraction=val_fraction, seed=seed)
+
+
+def load_npz_data(path: str, *, val_fraction: float = 0.2, seed: int = 0) -> TensorData:
+    """A user's arrays: an ``.npz`` file holding ``x`` (N, ...) and ``y`` (N,)."""
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"npz file not found: {path}")
+    try:
+        with np.load(file, allow_pickle=False) as arrays:
+            missing = {"x", "y"} - set(arrays.files)
+            if missing:
+                raise DataError(f"{path}: missing array(s) {', '.join(sorted(missing))}; need 'x' and 'y'")
+            x, y = arrays["x"], arrays["y"]
+    except (OSError, ValueError) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"{path}: not a readable npz file ({err})") from None
+    return split_arrays(file.stem, x, y, val_fraction=val_fraction, seed=seed)
+
+
+def load_dataset(name: str, *, val_fraction: float = 0.2, seed: int = 0) -> TensorData:
+    """Resolve ``--dataset``: ``digits`` or ``npz:PATH``."""
+    if name == "digits":
+        return load_digits_data(val_fraction=val_fraction, seed=seed)
+    if name.startswith("npz:"):
+        return load_npz_data(name[4:], val_fraction=val_fraction, seed=seed)
+    raise DataError(f"unknown dataset {name!r}; choose from digits, npz:PATH")
+
+
+class TensorBatches:
+    """An iterable of ``(x, y)`` batches sliced from device tensors.
+
+    Shuffled with its own generator, so each epoch's order depends only on the seed.
+    ``rank``/``world_size`` give each DDP process its own disjoint share of every epoch.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self.rank, self.world_size = rank, world_size
+        self.generator = torch.Generator().manual_seed(seed)
+        # Every rank gets the same number of batches, or DDP's collectives would hang.
+        self.per_rank = len(x) // world_size
+        self.n_batches = max(1, math.ceil(self.per_rank / batch_size))
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.x)
+        index = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        index = index[self.rank * self.per_rank : (self.rank + 1) * self.per_rank].to(self.x.device)
+        for start in range(0, len(index), self.batch_size):
+            idx = index[start : start + self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+class InMemoryDataModule(pl.LightningDataModule):
+    """Serves a :class:`TensorData` from the training device, moved there once."""
+
+    def __init__(self, data: TensorData, batch_size: int = 64, seed: int = 0) -> None:
+        super().__init__()
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self._on_device: TensorData | None = None
+
+    def _device_data(self) -> TensorData:
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        if self._on_device is None or self._on_device.x_train.device != device:
+            self._on_device = self.data.to(device)
+        return self._on_device
+
+    def _rank(self) -> tuple[int, int]:
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+
+    def train_dataloader(self) -> TensorBatches:
+        d, (rank, world) = self._device_data(), self._rank()
+        return TensorBatches(
+            d.x_train,
+            d.y_train,
+            self.batch_size,
+            shuffle=True,
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+        )
+
+    def val_dataloader(self) -> TensorBatches:
+        d, (rank, world) = self._device_data(), self._rank()
+        return TensorBatches(d.x_val, d.y_val, 512, rank=rank, world_size=world)

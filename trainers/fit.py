@@ -1,0 +1,100 @@
+"""Train one candidate: the Trainer factory and the function ``search`` calls per trial."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from spaces.spec import ArchitectureSpec
+from trainers.callbacks import EpochReport, Reporter, ShiftReporter
+from trainers.data import InMemoryDataModule, TensorData
+from trainers.model import count_parameters
+from trainers.module import CandidateModule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a candidate; the same for every trial of a study."""
+
+    max_epochs: int = 15
+    batch_size: int = 64  # 23 steps per epoch on digits: enough for BN statistics to move
+    seed: int = 0  # the trial's seed: weights, batch order and dropout masks follow from it
+    accelerator: str = "auto"  # "cpu", "gpu", "auto"
+    devices: int | str = 1  # devices inside one trial; >1 with strategy "ddp"
+    strategy: str = "auto"
+    dropout_batches: int = 4  # validation batches for the dropout-on pass of the shift probe
+    root_dir: str | None = None  # where Lightning may write; nothing is written by default
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) training run gives back to the caller."""
+
+    module: CandidateModule
+    reports: list[EpochReport] = field(default_factory=list)
+    stop_reason: str | None = None  # set when the reporter asked to stop (pruned)
+    train_seconds: float = 0.0
+    device: str = "cpu"
+
+    @property
+    def best_val_acc(self) -> float:
+        return max((r.val_acc for r in self.reports), default=0.0)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.reports)
+
+    @property
+    def n_params(self) -> int:
+        return count_parameters(self.module.model)
+
+
+def create_trainer(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
+    """A quiet Trainer: no logger files, checkpoints, progress bar or sanity pass."""
+    kwargs: dict[str, Any] = dict(
+        max_epochs=config.max_epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        strategy=config.strategy,
+        callbacks=callbacks or [],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=config.root_dir or str(Path.cwd()),
+    )
+    return pl.Trainer(**kwargs)
+
+
+def train_candidate(
+    spec: ArchitectureSpec, data: TensorData, config: TrainConfig, reporter: Reporter | None = None
+) -> TrainResult:
+    """Build, train and measure ``spec`` on ``data``; ``reporter`` may stop it after any epoch."""
+    torch.manual_seed(config.seed)
+    module = CandidateModule(spec)
+    datamodule = InMemoryDataModule(data, batch_size=config.batch_size, seed=config.seed)
+    shift = ShiftReporter(reporter, dropout_batches=config.dropout_batches)
+    trainer = create_trainer(config, [shift])
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        # Our batches are device tensors already; Lightning's DataLoader advice does not apply.
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*is an IterableDataset.*")
+        trainer.fit(module, datamodule=datamodule)
+    return TrainResult(
+        module=module,
+        reports=shift.reports,
+        stop_reason=shift.stop_reason,
+        train_seconds=time.perf_counter() - start,
+        device=str(trainer.strategy.root_device),
+    )

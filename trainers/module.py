@@ -1,0 +1,72 @@
+"""The LightningModule that trains one candidate: cross-entropy, AdamW, torchmetrics accuracy."""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from spaces.spec import ArchitectureSpec
+from trainers.model import build_model
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or inf; the candidate cannot go on."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"non-finite loss at epoch {epoch}")
+        self.epoch = epoch
+
+
+class CandidateModule(pl.LightningModule):
+    """Trains ``build_model(spec)``. Logs ``val_acc`` once per validation epoch, never per step:
+    per-step logging is most of Lightning's overhead on a model this small."""
+
+    def __init__(self, spec: ArchitectureSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.model = build_model(spec)
+        self.val_accuracy = MulticlassAccuracy(num_classes=spec.n_classes, average="micro")
+        self.val_acc_history: list[float] = []
+        # Summed on the device and read once per epoch, so the hot loop never syncs.
+        self._loss_sum = torch.zeros((), dtype=torch.float64)
+        self._loss_steps = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = F.cross_entropy(self.model(x), y)
+        self._loss_sum = self._loss_sum.to(loss.device) + loss.detach()
+        self._loss_steps += 1
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        # Validation runs at the end of each training epoch: check the epoch's loss before
+        # anything is measured or reported on a diverged model.
+        if self.trainer.sanity_checking:
+            return
+        mean_loss = float(self._loss_sum) / max(1, self._loss_steps)
+        self._loss_sum.zero_()
+        self._loss_steps = 0
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLossError(self.current_epoch)
+        self.log("train_loss", mean_loss, sync_dist=True)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self.val_accuracy.update(self.model(x), y)
+
+    def on_validation_epoch_end(self) -> None:
+        acc = float(self.val_accuracy.compute())  # synced across DDP ranks by torchmetrics
+        self.val_accuracy.reset()
+        if not self.trainer.sanity_checking:
+            self.val_acc_history.append(acc)
+        self.log("val_acc", acc)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.spec.lr, weight_decay=self.spec.weight_decay)
