@@ -50,19 +50,19 @@ class ShiftReporter(Callback):
     ``dropout_batches`` bounds the extra dropout-on pass (the only extra work per epoch).
     """
 
-    def __init__(self, reporter: Reporter | None = None, dropout_batches: int = 4) -> None:
+    def __init__(self, reporter: Reporter | None = None, dropout_batches: int = 4, measure: bool = True) -> None:
         self.reporter = reporter
         self.dropout_batches = dropout_batches
+        self.measure = measure
         self.stats = BNInputStats()
         self.reports: list[EpochReport] = []
         self.stop_reason: str | None = None
 
     @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not self.measure:
             return
-        self.stats.reset()
-        self.stats.attach(pl_module)
+        self.stats.attach(_net(pl_module))
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -79,7 +79,7 @@ class ShiftReporter(Callback):
         report = EpochReport(
             epoch=trainer.current_epoch,
             val_acc=history[-1],
-            variance_shift=self.stats.layer_shifts(pl_module),
+            variance_shift=self.stats.layer_shifts(_net(pl_module)) if self.measure else {},
             dropout_shift=self._dropout_shift(trainer, pl_module),
         )
         self.reports.append(report)
@@ -97,10 +97,16 @@ class ShiftReporter(Callback):
 
     def _dropout_shift(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         batches = trainer.val_dataloaders
-        if batches is None or not self.stats.variances():
+        if batches is None or not self.dropout_batches or not self.stats.variances():
             return {}
         # Each rank measures its own shard; ranks agree closely and rank 0 reports.
-        return measure_dropout_shift(pl_module, batches, max_batches=self.dropout_batches)
+        return measure_dropout_shift(_net(pl_module), batches, max_batches=self.dropout_batches)
+
+
+def _net(pl_module: pl.LightningModule) -> torch.nn.Module:
+    """The candidate network itself, so layer names read ``blocks.0.bn``, not ``model.blocks.0.bn``."""
+    net = getattr(pl_module, "model", pl_module)
+    return net if isinstance(net, torch.nn.Module) else pl_module
 
 
 def _sum_across_ranks(trainer: pl.Trainer) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -98,13 +98,45 @@ def load_npz_data(path: str, *, val_fraction: float = 0.2, seed: int = 0) -> Ten
     return split_arrays(file.stem, x, y, val_fraction=val_fraction, seed=seed)
 
 
+def load_mnist1d_data(n_samples: int = 5000, *, val_fraction: float = 0.2, seed: int = 0) -> TensorData:
+    """MNIST-1D (Greydanus 2020): 40-point 1-D signals, 10 classes, generated offline.
+
+    Harder than digits, so arrangements matter. Generating 20,000 samples takes seconds, so
+    the arrays are cached under ``~/.cache/varshift``.
+    """
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        raise DataError("dataset mnist1d needs the extra: pip install 'varshift[mnist1d]'") from None
+    if n_samples < 100:
+        raise DataError(f"mnist1d needs at least 100 samples, but got {n_samples}")
+    cache = Path.home() / ".cache" / "varshift" / f"mnist1d-{n_samples}.npz"
+    if cache.is_file():
+        with np.load(cache) as arrays:
+            x, y = arrays["x"], arrays["y"]
+    else:
+        args = get_dataset_args()
+        args.num_samples = n_samples
+        raw = make_dataset(args)
+        x = np.concatenate([raw["x"], raw["x_test"]])[:, None, :]  # (N, 1, 40): a 1-channel signal
+        y = np.concatenate([raw["y"], raw["y_test"]])
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, x=x, y=y)
+    return split_arrays("mnist1d", x, y, val_fraction=val_fraction, seed=seed)
+
+
 def load_dataset(name: str, *, val_fraction: float = 0.2, seed: int = 0) -> TensorData:
-    """Resolve ``--dataset``: ``digits`` or ``npz:PATH``."""
+    """Resolve ``--dataset``: ``digits``, ``mnist1d`` (``mnist1d:N`` for N samples) or ``npz:PATH``."""
     if name == "digits":
         return load_digits_data(val_fraction=val_fraction, seed=seed)
+    if name == "mnist1d" or name.startswith("mnist1d:"):
+        size = name.partition(":")[2] or "5000"
+        if not size.isdigit():
+            raise DataError(f"mnist1d size must be a whole number, but got {size!r}")
+        return load_mnist1d_data(int(size), val_fraction=val_fraction, seed=seed)
     if name.startswith("npz:"):
         return load_npz_data(name[4:], val_fraction=val_fraction, seed=seed)
-    raise DataError(f"unknown dataset {name!r}; choose from digits, npz:PATH")
+    raise DataError(f"unknown dataset {name!r}; choose from digits, mnist1d, mnist1d:N, npz:PATH")
 
 
 class TensorBatches:

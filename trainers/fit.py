@@ -31,7 +31,8 @@ class TrainConfig:
     accelerator: str = "auto"  # "cpu", "gpu", "auto"
     devices: int | str = 1  # devices inside one trial; >1 with strategy "ddp"
     strategy: str = "auto"
-    dropout_batches: int = 4  # validation batches for the dropout-on pass of the shift probe
+    dropout_batches: int = 4  # validation batches for the dropout-on pass; 0 skips that statistic
+    measure_shift: bool = True  # False only for benchmarks of the probe's own cost
     root_dir: str | None = None  # where Lightning may write; nothing is written by default
 
 
@@ -83,13 +84,15 @@ def train_candidate(
     torch.manual_seed(config.seed)
     module = CandidateModule(spec)
     datamodule = InMemoryDataModule(data, batch_size=config.batch_size, seed=config.seed)
-    shift = ShiftReporter(reporter, dropout_batches=config.dropout_batches)
+    shift = ShiftReporter(reporter, dropout_batches=config.dropout_batches, measure=config.measure_shift)
     trainer = create_trainer(config, [shift])
     start = time.perf_counter()
     with warnings.catch_warnings():
         # Our batches are device tensors already; Lightning's DataLoader advice does not apply.
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*is an IterableDataset.*")
+        warnings.filterwarnings("ignore", ".*overridden `transfer_batch_to_device`.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
         trainer.fit(module, datamodule=datamodule)
     return TrainResult(
         module=module,
