@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import warnings
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import optuna
@@ -126,6 +127,10 @@ def run(
             "--recalibrate-bn",
         ),
     ] = None,
+    artifact_dir: Annotated[
+        str | None,
+        _opt("Folder for kept weights; default: artifacts/ beside the SQLite file.", "--artifact-dir"),
+    ] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Run or resume a study (everything has a default)."""
@@ -154,11 +159,35 @@ def best(
     storage: StorageOpt = None,
     format: FormatOpt = "table",
     top: Annotated[int, typer.Option("--top", min=1, help="How many trials.")] = 5,
+    export: Annotated[
+        str | None, _opt("Write the best model (weights + spec, safetensors) to this path.", "--export")
+    ] = None,
+    artifact_dir: Annotated[
+        str | None, _opt("Where the run kept weights (its --artifact-dir).", "--artifact-dir")
+    ] = None,
 ) -> None:
-    """Print the best completed trials of a study."""
+    """Print the best completed trials of a study; optionally export the best model."""
     study = _load(study_name, storage, format)
-    rows = [trial_row(t) for t in best_trials(study, top)]
+    winners = best_trials(study, top)
+    rows = [trial_row(t) for t in winners]
     typer.echo(render(rows, format, title=f"best of {study.study_name}"))
+    if export is not None:
+        from search.weights import WeightStore, artifact_root
+
+        if not winners:
+            raise ConfigError(f"study {study.study_name!r} has no completed trial to export")
+        url = storage or os.environ.get("OPTUNA_STORAGE") or DEFAULT_STORAGE
+        store = WeightStore(artifact_root(url, artifact_dir), study.study_name)
+        try:
+            target = store.export(winners[0].number, Path(export))
+        except FileNotFoundError as err:
+            raise ConfigError(str(err)) from None
+        err_console.print(
+            f"exported trial {winners[0].number} to {target}; load it with "
+            f"trainers.model.load_model({str(target)!r})",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _load(study_name: str | None, storage: str | None, fmt: str) -> optuna.Study:

@@ -62,6 +62,7 @@ class RunConfig:
     orders: tuple[str, ...] | None = None
     lr: tuple[float, float] | None = None
     weight_decay: tuple[float, float] | None = None
+    artifact_dir: str | None = None  # weights (and plots) of trials; default beside the SQLite file
     recalibrate_bn: str = "auto"  # re-estimate BN statistics after training: auto/always/never
     quiet: bool = False
 

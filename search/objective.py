@@ -7,19 +7,23 @@ intermediate values), so optuna-dashboard and ``optuna trials`` show it as is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import optuna
 
 from search.pruners import explain_prune
+from search.weights import WeightStore
 from spaces import SpaceConfig, suggest_architecture
 from trainers.callbacks import EpochReport
 from trainers.data import TensorData
 from trainers.fit import TrainConfig, TrainResult, train_candidate
+from trainers.model import save_model
 from trainers.module import NonFiniteLossError
+from trainers.recalibrate import recalibrate_and_score
 
 log = logging.getLogger(__name__)
+
+RECALIBRATE_ABOVE = 1.05  # "auto" recalibrates a finished candidate whose shift exceeds this
 
 
 class CandidateError(RuntimeError):
@@ -72,13 +76,13 @@ class Objective:
     space: SpaceConfig
     train: TrainConfig
     study_seed: int = 0
-    # Called on every finished candidate (e.g. BN recalibration); may return a better value.
-    on_result: Callable[[optuna.Trial, TrainResult], float | None] | None = None
+    recalibrate: str = "auto"  # "auto": when the final shift exceeds RECALIBRATE_ABOVE
+    weights: WeightStore | None = None  # keeps the best trials' weights
 
     def __call__(self, trial: optuna.Trial) -> float:
         spec = suggest_architecture(trial, self.space, self.data.input_shape, self.data.n_classes)
         trial.set_user_attr("architecture", spec.describe())
-        config = TrainConfig(**{**self.train.__dict__, "seed": trial_seed(self.study_seed, trial.number)})
+        config = replace(self.train, seed=trial_seed(self.study_seed, trial.number))
         try:
             result = train_candidate(spec, self.data, config, TrialRecorder(trial))
         except NonFiniteLossError as err:
@@ -94,5 +98,39 @@ class Objective:
         trial.set_user_attr("device", result.device)
         if result.stop_reason is not None:
             raise optuna.TrialPruned(result.stop_reason)
-        better = self.on_result(trial, result) if self.on_result is not None else None
-        return float(better if better is not None else result.best_val_acc)
+        value = max(result.best_val_acc, self._recalibrate(trial, result))
+        if self.weights is not None:
+            self._keep_weights(trial, result, value)
+        return value
+
+    def _recalibrate(self, trial: optuna.Trial, result: TrainResult) -> float:
+        """Re-estimate BN statistics of the finished model when its shift says it pays.
+
+        Returns the recalibrated accuracy when it beats the final epoch's, else 0.0; the
+        model keeps its recalibrated statistics only in that case."""
+        net = result.module.model
+        final_shift = result.reports[-1].variance_shift_max if result.reports else 1.0
+        wanted = self.recalibrate == "always" or (
+            self.recalibrate == "auto" and final_shift > RECALIBRATE_ABOVE
+        )
+        if not (net.spec.has_bn and wanted and self.recalibrate != "never"):
+            return 0.0
+        saved = {k: v.clone() for k, v in net.state_dict().items()}
+        device = next(net.parameters()).device
+        d = self.data.to(device)
+        rec = recalibrate_and_score(net, d.x_train, d.x_val, d.y_val)
+        trial.set_user_attr("val_acc_recalibrated", round(rec.val_acc_after, 6))
+        trial.set_user_attr("val_acc_final", round(rec.val_acc_before, 6))
+        trial.set_user_attr("variance_shift_recalibrated", round(rec.shift_after, 6))
+        if not rec.helped:
+            net.load_state_dict(saved)
+            return 0.0
+        return rec.val_acc_after
+
+    def _keep_weights(self, trial: optuna.Trial, result: TrainResult, value: float) -> None:
+        assert self.weights is not None
+        try:
+            save_model(result.module.model, self.weights.path(trial.number), {"value": f"{value:.6f}"})
+            self.weights.prune(trial.study, pending={trial.number: value})
+        except OSError as err:  # a full disk must not fail a finished trial
+            log.warning("could not save weights of trial %d: %s", trial.number, err)

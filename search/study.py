@@ -16,6 +16,7 @@ from search.config import ConfigError, RunConfig
 from search.objective import CandidateError, Objective
 from search.pruners import make_pruner
 from search.storage import create_storage, mask_url
+from search.weights import WeightStore, artifact_root
 from trainers.data import TensorData, load_dataset
 from trainers.fit import TrainConfig
 
@@ -137,7 +138,14 @@ def run_trials(
 ) -> None:
     """Run ``config.n_trials`` new trials; a trial whose candidate cannot train FAILs and the
     study goes on. Ctrl-C marks the running trial FAIL and re-raises: finished trials stay."""
-    objective = Objective(data=data, space=config.space(), train=train_config(config), study_seed=config.seed)
+    objective = Objective(
+        data=data,
+        space=config.space(),
+        train=train_config(config),
+        study_seed=config.seed,
+        recalibrate=config.recalibrate_bn,
+        weights=WeightStore(artifact_root(config.storage, config.artifact_dir), study.study_name),
+    )
     study.optimize(
         objective,
         n_trials=config.n_trials,

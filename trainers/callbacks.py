@@ -50,7 +50,9 @@ class ShiftReporter(Callback):
     ``dropout_batches`` bounds the extra dropout-on pass (the only extra work per epoch).
     """
 
-    def __init__(self, reporter: Reporter | None = None, dropout_batches: int = 4, measure: bool = True) -> None:
+    def __init__(
+        self, reporter: Reporter | None = None, dropout_batches: int = 4, measure: bool = True
+    ) -> None:
         self.reporter = reporter
         self.dropout_batches = dropout_batches
         self.measure = measure

@@ -8,9 +8,11 @@ that anything looking for "a dropout layer" (the variance-shift probes, BN recal
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeGuard
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
 from spaces.spec import ACTIVATIONS, check_choice
@@ -92,5 +94,5 @@ def is_dropout(module: nn.Module) -> bool:
     return isinstance(module, (_DropoutNd, nn.AlphaDropout, nn.FeatureAlphaDropout))
 
 
-def is_batchnorm(module: nn.Module) -> bool:
-    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+def is_batchnorm(module: nn.Module) -> TypeGuard[_BatchNorm]:
+    return isinstance(module, _BatchNorm)

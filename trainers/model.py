@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import OrderedDict
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -66,3 +68,27 @@ def build_model(spec: ArchitectureSpec) -> CandidateNet:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def save_model(model: CandidateNet, path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Weights as safetensors, with the spec in the file's metadata: one file loads anywhere."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"spec": json.dumps(model.spec.to_dict()), **(metadata or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=meta)
+
+
+def load_model(path: str | Path) -> CandidateNet:
+    """Rebuild a saved or exported candidate: ``load_model("best.safetensors").eval()``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "spec" not in meta:
+        raise ValueError(f"{path}: no varshift spec in the file's metadata")
+    model = CandidateNet(ArchitectureSpec.from_dict(json.loads(meta["spec"])))
+    model.load_state_dict(load_file(str(path)))
+    return model
