@@ -91,7 +91,7 @@ def run(
     ] = None,
     accelerator: Annotated[str | None, _opt("auto, cpu, gpu [auto].", "--accelerator")] = None,
     threads: Annotated[
-        str | None, _opt("torch threads per worker; 0 = cores / workers [0].", "--threads")
+        str | None, _opt("torch threads per worker; 0 = auto, which is 1 [0].", "--threads")
     ] = None,
     per_block: Annotated[
         bool | None,

@@ -52,7 +52,7 @@ class RunConfig:
     devices: int = 1  # devices inside one trial
     strategy: str = "auto"  # Lightning strategy inside a trial, e.g. "ddp"
     accelerator: str = "auto"
-    threads: int = 0  # torch threads per worker; 0 = cores / workers
+    threads: int = 0  # torch threads per worker; 0 = auto (1: small models, no oversubscription)
     per_block: bool = False  # choose BN/Dropout/activation per block instead of shared
     depth: tuple[int, int] | None = None  # None: the family's default range
     widths: tuple[int, ...] | None = None

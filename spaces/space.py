@@ -75,10 +75,10 @@ class SpaceConfig:
         if "channel" in kinds and self.family == "mlp":
             raise SpecError("dropout kind 'channel' needs conv maps; drop it for family 'mlp'")
         object.__setattr__(self, "dropout_kinds", kinds)
-        for o in self.orders:
-            check_choice("order", o, ORDERS)
-        for p in self.placements:
-            check_choice("placement", p, PLACEMENTS)
+        object.__setattr__(self, "orders", tuple(check_choice("order", o, ORDERS) for o in self.orders))
+        object.__setattr__(
+            self, "placements", tuple(check_choice("placement", p, PLACEMENTS) for p in self.placements)
+        )
         low, high = self.dropout_rate
         if not 0.0 < low <= high < 1.0:
             raise SpecError(f"dropout rate range must lie in (0, 1), but got [{low}, {high}]")

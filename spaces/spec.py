@@ -140,6 +140,8 @@ class ArchitectureSpec:
             )
         if self.family == "mlp" and any(b.dropout == "channel" for b in self.blocks):
             raise SpecError("channel dropout needs conv feature maps; family 'mlp' has none")
+        if self.head_dropout is None and self.head_dropout_rate != 0.0:
+            raise SpecError(f"head dropout rate {self.head_dropout_rate} given without a head dropout kind")
         if self.head_dropout is not None:
             kind = check_choice("head dropout kind", self.head_dropout, DROPOUT_KINDS)
             if kind == "channel":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -86,15 +88,23 @@ def load_npz_data(path: str, *, val_fraction: float = 0.2, seed: int = 0) -> Ten
     if not file.is_file():
         raise DataError(f"npz file not found: {path}")
     try:
-        with np.load(file, allow_pickle=False) as arrays:
-            missing = {"x", "y"} - set(arrays.files)
-            if missing:
-                raise DataError(f"{path}: missing array(s) {', '.join(sorted(missing))}; need 'x' and 'y'")
+        loaded = np.load(file, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a readable npz file ({type(err).__name__})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise DataError(
+            f"{path}: not a readable npz file (a single array?); save with np.savez(path, x=..., y=...)"
+        )
+    with loaded as arrays:
+        missing = {"x", "y"} - set(arrays.files)
+        if missing:
+            raise DataError(f"{path}: missing array(s) {', '.join(sorted(missing))}; need 'x' and 'y'")
+        try:
             x, y = arrays["x"], arrays["y"]
-    except (OSError, ValueError) as err:
-        if isinstance(err, DataError):
-            raise
-        raise DataError(f"{path}: not a readable npz file ({err})") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            raise DataError(
+                f"{path}: not a readable npz file (corrupted data: {type(err).__name__})"
+            ) from None
     return split_arrays(file.stem, x, y, val_fraction=val_fraction, seed=seed)
 
 

@@ -284,9 +284,7 @@ def test_pruner_name(make: Callable[[], BasePruner], name: str) -> None:
         ({"wrapped_pruner": "median"}, TypeError, "'median'"),
     ],
 )
-def test_invalid_arguments_fail_eagerly(
-    kwargs: dict[str, Any], error: type[Exception], shown: str
-) -> None:
+def test_invalid_arguments_fail_eagerly(kwargs: dict[str, Any], error: type[Exception], shown: str) -> None:
     with pytest.raises(error) as info:
         VarianceShiftPruner(**kwargs)
     assert shown in str(info.value)
@@ -325,9 +323,7 @@ def test_make_pruner_wiring(spec: str, outer: type, inner: type | None) -> None:
 
 
 @pytest.mark.parametrize("curve_warmup,max_epochs,expected", [(0, 5, 1), (9, 5, 5), (2, 5, 2)])
-def test_make_pruner_hyperband_min_resource(
-    curve_warmup: int, max_epochs: int, expected: int
-) -> None:
+def test_make_pruner_hyperband_min_resource(curve_warmup: int, max_epochs: int, expected: int) -> None:
     pruner = make_pruner("hyperband", curve_warmup=curve_warmup, max_epochs=max_epochs)
     assert isinstance(pruner, HyperbandPruner)
     assert pruner._min_resource == expected

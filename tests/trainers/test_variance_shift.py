@@ -109,9 +109,7 @@ def test_channel_dropout_on_feature_maps(
     model = nn.Sequential(noise(q), norm(shape[0], momentum=None))
     x = _data(shape=shape)[:4000]
     _fit_bn_stats(model, x, batch=250)
-    assert _only(measure_variance_shift(model, x.split(500))) == pytest.approx(
-        1 / (1 - q), rel=0.03
-    )
+    assert _only(measure_variance_shift(model, x.split(500))) == pytest.approx(1 / (1 - q), rel=0.03)
     assert _only(measure_dropout_shift(model, x.split(500))) == pytest.approx(1 / (1 - q), rel=0.03)
 
 

@@ -1,0 +1,5 @@
+"""``python -m search`` is the ``search`` command."""
+
+from search.cli import main
+
+main()
