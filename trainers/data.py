@@ -189,9 +189,14 @@ class TensorBatches:
 class InMemoryDataModule(pl.LightningDataModule):
     """Serves a :class:`TensorData` from the training device, moved there once."""
 
-    def __init__(self, data: TensorData, batch_size: int = 64, seed: int = 0) -> None:
+    def __init__(
+        self, data: TensorData, batch_size: int = 64, seed: int = 0, steps_per_call: int = 1
+    ) -> None:
         super().__init__()
         self.data, self.batch_size, self.seed = data, batch_size, seed
+        # Training batches hold ``steps_per_call`` consecutive minibatches; the module splits
+        # them, so Lightning's per-batch bookkeeping is paid once per call, not per step.
+        self.steps_per_call = steps_per_call
         self._on_device: TensorData | None = None
 
     def _device_data(self) -> TensorData:
@@ -208,7 +213,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         return TensorBatches(
             d.x_train,
             d.y_train,
-            self.batch_size,
+            self.batch_size * self.steps_per_call,
             shuffle=True,
             seed=self.seed,
             rank=rank,

@@ -27,6 +27,7 @@ class TrainConfig:
 
     max_epochs: int = 15
     batch_size: int = 64  # 23 steps per epoch on digits: enough for BN statistics to move
+    steps_per_call: int = 8  # minibatches per Lightning training batch (amortises its overhead)
     seed: int = 0  # the trial's seed: weights, batch order and dropout masks follow from it
     accelerator: str = "auto"  # "cpu", "gpu", "auto"
     devices: int | str = 1  # devices inside one trial; >1 with strategy "ddp"
@@ -82,8 +83,10 @@ def train_candidate(
 ) -> TrainResult:
     """Build, train and measure ``spec`` on ``data``; ``reporter`` may stop it after any epoch."""
     torch.manual_seed(config.seed)
-    module = CandidateModule(spec)
-    datamodule = InMemoryDataModule(data, batch_size=config.batch_size, seed=config.seed)
+    module = CandidateModule(spec, micro_batch_size=config.batch_size)
+    datamodule = InMemoryDataModule(
+        data, batch_size=config.batch_size, seed=config.seed, steps_per_call=config.steps_per_call
+    )
     shift = ShiftReporter(reporter, dropout_batches=config.dropout_batches, measure=config.measure_shift)
     trainer = create_trainer(config, [shift])
     start = time.perf_counter()

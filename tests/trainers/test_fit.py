@@ -148,3 +148,19 @@ def test_nothing_is_written_to_the_working_directory(
     )
     assert result.epochs == 2
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("steps_per_call", [1, 3, 100])
+def test_minibatches_per_call_do_not_change_training(
+    tiny_data: TensorData, config: TrainConfig, steps_per_call: int
+) -> None:
+    """Several minibatches per Lightning batch is a speed-up only: the optimizer steps, their
+    order and their data are those of one minibatch per batch (compared bit for bit)."""
+    spec = _spec(BN_ACT_DROP, DROP_BN_ACT)
+    one = _train(spec, tiny_data, dataclasses.replace(config, steps_per_call=1))
+    many = _train(spec, tiny_data, dataclasses.replace(config, steps_per_call=steps_per_call))
+    assert [r.val_acc for r in many.reports] == [r.val_acc for r in one.reports]
+    for (name, a), (_, b) in zip(
+        one.module.model.state_dict().items(), many.module.model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
