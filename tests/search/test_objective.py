@@ -1,0 +1,87 @@
+"""The objective in plain in-memory Optuna studies: records, BN recalibration policy,
+kept weights and export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.objective import Objective, trial_seed
+from search.weights import WeightStore, artifact_root
+from spaces import SpaceConfig
+from trainers.data import TensorData
+from trainers.fit import TrainConfig
+from trainers.model import load_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# Always BN and Bernoulli dropout in the blocks, Dropout before BN: a shift to recalibrate.
+SHIFTY = SpaceConfig(
+    depth=(1, 1),
+    widths=(16,),
+    bn_choices=(True,),
+    placements=("blocks",),
+    dropout_kinds=("bernoulli",),
+    allow_no_dropout=False,
+    dropout_rate=(0.4, 0.5),
+    orders=("drop-bn-act",),
+    lr=(1e-2, 1e-2),
+)
+
+
+def _run(data: TensorData, recalibrate: str, tmp_path: Path, n_trials: int = 1) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    objective = Objective(
+        data=data,
+        space=SHIFTY,
+        train=TrainConfig(max_epochs=2, batch_size=32, accelerator="cpu", root_dir=str(tmp_path)),
+        recalibrate=recalibrate,
+        weights=WeightStore(tmp_path, "s", keep=2),
+    )
+    study.optimize(objective, n_trials=n_trials)
+    return study
+
+
+@pytest.mark.parametrize("policy", ["always", "auto"])
+def test_recalibration_records_and_value(tiny_data: TensorData, tmp_path: Path, policy: str) -> None:
+    trial = _run(tiny_data, policy, tmp_path).trials[0]
+    attrs = trial.user_attrs
+    assert attrs["variance_shift_recalibrated"] == pytest.approx(1.0, abs=0.05)
+    best = max(trial.intermediate_values.values())
+    helped = attrs["val_acc_recalibrated"] > attrs["val_acc_final"]
+    assert trial.value == pytest.approx(max(best, attrs["val_acc_recalibrated"]) if helped else best)
+
+
+def test_never_recalibrates(tiny_data: TensorData, tmp_path: Path) -> None:
+    trial = _run(tiny_data, "never", tmp_path).trials[0]
+    assert "val_acc_recalibrated" not in trial.user_attrs
+    assert trial.value == max(trial.intermediate_values.values())
+
+
+def test_only_the_best_weights_are_kept_and_export(tiny_data: TensorData, tmp_path: Path) -> None:
+    study = _run(tiny_data, "never", tmp_path, n_trials=4)
+    store = WeightStore(tmp_path, "s", keep=2)
+    kept = sorted(p.name for p in store.folder.iterdir())
+    ranked = sorted(study.trials, key=lambda t: t.value or 0.0, reverse=True)
+    assert len(kept) == 2
+    assert {f"trial-{t.number}.safetensors" for t in ranked[:2]} >= set(kept) or ranked[1].value == ranked[
+        2
+    ].value
+    target = store.export(int(kept[0].split("-")[1].split(".")[0]), tmp_path / "out")
+    model = load_model(target)
+    assert model.spec.blocks[0].arrangement == "Drop-BN-act"
+    with pytest.raises(FileNotFoundError, match="best 2 trials"):
+        store.export(999, tmp_path / "x.safetensors")
+
+
+def test_trial_seed_depends_on_study_seed_and_number() -> None:
+    seeds = {trial_seed(s, n) for s in range(3) for n in range(50)}
+    assert len(seeds) == 150
+
+
+def test_artifact_root_sits_beside_the_sqlite_file(tmp_path: Path) -> None:
+    assert artifact_root(f"sqlite:///{tmp_path / 'a.db'}", None) == tmp_path / "artifacts"
+    assert artifact_root("postgresql+psycopg://u@h/db", "/x/y") == Path("/x/y")
