@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ import optuna
 import typer
 from rich.console import Console
 
+from search import interrupts
 from search.config import ConfigError, build_config, load_toml
 from search.report import FORMATS, best_trials, render, trial_row
 from search.storage import DEFAULT_STORAGE, StorageError, create_storage, mask_url
@@ -52,7 +52,13 @@ def run(
         str | None,
         _opt(f"SQLAlchemy URL (env OPTUNA_STORAGE); default {DEFAULT_STORAGE}.", "--storage"),
     ] = None,
-    n_trials: Annotated[str | None, _opt("Trials to add in this run [40].", "--n-trials")] = None,
+    n_trials: Annotated[
+        str | None, _opt("Trials to add in this run, all workers together [40].", "--n-trials")
+    ] = None,
+    total_trials: Annotated[
+        str | None,
+        _opt("Stop once the study (all machines) holds this many finished trials.", "--total-trials"),
+    ] = None,
     timeout: Annotated[str | None, _opt("Stop starting trials after this many seconds.", "--timeout")] = None,
     dataset: Annotated[str | None, _opt("digits or npz:PATH [digits].", "--dataset")] = None,
     family: Annotated[str | None, _opt("mlp or cnn [mlp].", "--family")] = None,
@@ -82,6 +88,12 @@ def run(
     ] = None,
     sampler: Annotated[str | None, _opt("tpe, random or qmc [tpe].", "--sampler")] = None,
     seed: Annotated[str | None, _opt("Study seed; trial seeds follow from it [0].", "--seed")] = None,
+    heartbeat_interval: Annotated[
+        str | None, _opt("Seconds between a running trial's heartbeats [10].", "--heartbeat-interval")
+    ] = None,
+    grace_period: Annotated[
+        str | None, _opt("A trial silent this long is failed and retried [60].", "--grace-period")
+    ] = None,
     workers: Annotated[
         str | None, _opt("Parallel trial processes, one device each [1].", "--workers")
     ] = None,
@@ -217,23 +229,24 @@ def _fail(code: int, message: str) -> NoReturn:
     raise SystemExit(code)
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # handled like Ctrl-C: running trial FAILs, finished ones stay
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turns every user mistake into one line and exit code 2."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    interrupts.install()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
     command = typer.main.get_command(app)
     try:
-        command.main(
+        code = command.main(
             args=argv if argv is not None else sys.argv[1:],
             prog_name="search",
             standalone_mode=False,
         )
+        # Typer turns KeyboardInterrupt into a returned 130 when not in standalone mode.
+        if code == 130:
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            raise SystemExit(code)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:

@@ -34,7 +34,8 @@ class RunConfig:
 
     study_name: str | None = None  # default: "<dataset>-<family>", so a rerun resumes
     storage: str = DEFAULT_STORAGE  # any SQLAlchemy URL
-    n_trials: int = 40  # trials this invocation adds (per worker)
+    n_trials: int = 40  # trials this invocation adds (all its workers together)
+    total_trials: int | None = None  # stop once the study holds this many finished + running
     timeout: float | None = None  # seconds; stop starting new trials after it
     dataset: str = "digits"
     family: str = "mlp"
@@ -49,6 +50,8 @@ class RunConfig:
     sampler: str = "tpe"
     seed: int = 0
     workers: int = 1  # parallel trial processes, one device each
+    heartbeat_interval: int = 10  # seconds between a running trial's heartbeats in the storage
+    grace_period: int = 60  # a trial silent this long is failed and retried (its worker died)
     devices: int = 1  # devices inside one trial
     strategy: str = "auto"  # Lightning strategy inside a trial, e.g. "ddp"
     accelerator: str = "auto"
@@ -95,6 +98,9 @@ class RunConfig:
 _FIELDS = {f.name: f for f in fields(RunConfig)}
 _INT = {
     "n_trials",
+    "total_trials",
+    "heartbeat_interval",
+    "grace_period",
     "max_epochs",
     "batch_size",
     "shift_warmup",
@@ -111,6 +117,9 @@ _STR_LIST = {"activations", "dropout_kinds", "orders"}
 _RANGES = {"depth": int, "dropout_rate": float, "lr": float, "weight_decay": float}
 _MINIMUM = {
     "n_trials": 1,
+    "total_trials": 1,
+    "heartbeat_interval": 1,
+    "grace_period": 1,
     "max_epochs": 1,
     "batch_size": 1,
     "workers": 1,
@@ -229,6 +238,10 @@ def validate(config: RunConfig) -> None:
     if config.shift_threshold <= 1.0:
         raise ConfigError(
             f"--shift-threshold must be > 1 (1 means no shift), but got {config.shift_threshold}"
+        )
+    if config.grace_period <= config.heartbeat_interval:
+        raise ConfigError(
+            f"--grace-period ({config.grace_period}) must exceed --heartbeat-interval ({config.heartbeat_interval})"
         )
     if not config.resolved_study_name.strip():
         raise ConfigError("--study-name must not be empty")

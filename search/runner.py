@@ -13,7 +13,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from search.config import RunConfig
 from search.report import best_trials, render, trial_row
 from search.storage import mask_url
-from search.study import open_study, prepare, run_trials, set_threads
+from search.study import TrialBudget, open_study, prepare, run_trials, set_threads
+from search.workers import run_workers
 
 log = logging.getLogger(__name__)
 
@@ -43,26 +44,30 @@ def run_search(config: RunConfig) -> optuna.Study:
             disable=config.quiet,
         ) as progress:
             task = progress.add_task(study.study_name, total=config.n_trials, status="")
+            best: list[float] = []
 
-            def advance(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-                best = _best_value(study)
-                status = f"best {best:.4f}" if best is not None else ""
-                progress.update(task, advance=1, status=f"{status}  last: {trial.state.name.lower()}")
+            def advance(number: int, state: str, value: float | None) -> None:
+                if value is not None and state == "COMPLETE":
+                    best[:] = [max([*best, value])]
+                shown = f"best {best[0]:.4f}  " if best else ""
+                progress.update(task, advance=1, status=f"{shown}last: #{number} {state.lower()}")
 
-            run_trials(config, study, data, callbacks=[advance])
+            if config.workers > 1:
+                run_workers(config, lambda event: advance(*event))
+            else:
+                run_trials(
+                    config,
+                    study,
+                    data,
+                    TrialBudget(config),
+                    callbacks=[lambda _, t: advance(t.number, t.state.name, t.value)],
+                )
     except sqlalchemy.exc.SQLAlchemyError as err:
         msg = str(getattr(err, "orig", None) or err).splitlines()[0]
         print(f"error: storage {mask_url(config.storage)} failed: {mask_url(msg)}", file=sys.stderr)
         raise SystemExit(1) from None
     print_summary(study)
     return study
-
-
-def _best_value(study: optuna.Study) -> float | None:
-    try:
-        return float(study.best_value)
-    except ValueError:  # no completed trial yet
-        return None
 
 
 def print_summary(study: optuna.Study) -> None:

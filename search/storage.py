@@ -74,7 +74,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBStorage:
+def create_storage(
+    url: str, *, heartbeat: bool = True, interval: int = HEARTBEAT_INTERVAL, grace: int = GRACE_PERIOD
+) -> optuna.storages.RDBStorage:
     """An Optuna ``RDBStorage`` for ``url``, configured for several concurrent workers."""
     parsed = check_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -93,8 +95,8 @@ def create_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.RDBSt
         if heartbeat:
             retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
             kwargs = dict(
-                heartbeat_interval=HEARTBEAT_INTERVAL,
-                grace_period=GRACE_PERIOD,
+                heartbeat_interval=interval,
+                grace_period=grace,
                 heartbeat_stale_trial_callback=retry,
             )
         storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)

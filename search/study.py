@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from typing import Any
 
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from search.config import ConfigError, RunConfig
 from search.objective import CandidateError, Objective
@@ -18,6 +22,7 @@ from search.storage import create_storage, mask_url
 from search.weights import WeightStore, artifact_root
 from trainers.data import TensorData, load_dataset
 from trainers.fit import TrainConfig
+from trainers.stop import stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +81,7 @@ def _space_record(config: RunConfig) -> str:
 
 def open_study(config: RunConfig, pruner: optuna.pruners.BasePruner, data: TensorData) -> optuna.Study:
     """Create the study, or load it and check that it is the same search."""
-    storage = create_storage(config.storage)
+    storage = create_storage(config.storage, interval=config.heartbeat_interval, grace=config.grace_period)
     name = config.resolved_study_name
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if name in existing:
@@ -135,27 +140,72 @@ def train_config(config: RunConfig) -> TrainConfig:
     )
 
 
-def run_trials(
-    config: RunConfig,
-    study: optuna.Study,
-    data: TensorData,
-    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
-) -> None:
-    """Run ``config.n_trials`` new trials; a trial whose candidate cannot train FAILs and the
-    study goes on. Ctrl-C marks the running trial FAIL and re-raises: finished trials stay."""
-    objective = Objective(
+class TrialBudget:
+    """How many trials this run may still start, shared by its workers.
+
+    ``slots`` is a plain counter for one process or a ``multiprocessing.Value`` shared by
+    several; a trial slot is claimed before the trial is asked for, so N workers together
+    start exactly ``--n-trials`` trials. ``--timeout`` and ``--total-trials`` (finished and
+    running trials of the whole study, all machines included) also end the run.
+    """
+
+    def __init__(self, config: RunConfig, slots: Any = None, deadline: float | None = None) -> None:
+        self.slots = slots if slots is not None else _LocalCounter(config.n_trials)
+        self.deadline = (
+            deadline
+            if deadline is not None
+            else (time.monotonic() + config.timeout if config.timeout else None)
+        )
+        self.total = config.total_trials
+
+    def claim(self, study: optuna.Study) -> bool:
+        if stop_requested():
+            return False
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return False
+        if self.total is not None:
+            busy = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+            if len(study.get_trials(deepcopy=False, states=busy)) >= self.total:
+                return False
+        with self.slots.get_lock():
+            if self.slots.value <= 0:
+                return False
+            self.slots.value -= 1
+            return True
+
+
+class _LocalCounter:
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def get_lock(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+
+def make_objective(config: RunConfig, study_name: str, data: TensorData) -> Objective:
+    return Objective(
         data=data,
         space=config.space(),
         train=train_config(config),
         study_seed=config.seed,
         recalibrate=config.recalibrate_bn,
-        weights=WeightStore(artifact_root(config.storage, config.artifact_dir), study.study_name),
+        weights=WeightStore(artifact_root(config.storage, config.artifact_dir), study_name),
     )
-    study.optimize(
-        objective,
-        n_trials=config.n_trials,
-        timeout=config.timeout,
-        catch=(CandidateError,),
-        callbacks=list(callbacks),
-        gc_after_trial=True,
-    )
+
+
+def run_trials(
+    config: RunConfig,
+    study: optuna.Study,
+    data: TensorData,
+    budget: TrialBudget,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+) -> None:
+    """Run trials while the budget lasts; a trial whose candidate cannot train FAILs and the
+    study goes on. Ctrl-C marks the running trial FAIL and re-raises: finished trials stay."""
+    objective = make_objective(config, study.study_name, data)
+    while budget.claim(study):
+        study.optimize(
+            objective, n_trials=1, catch=(CandidateError,), callbacks=list(callbacks), gc_after_trial=True
+        )
+    if stop_requested():  # the interrupt landed between trials, where Python may swallow it
+        raise KeyboardInterrupt

@@ -17,8 +17,21 @@ from trainers.callbacks import EpochReport, Reporter, ShiftReporter
 from trainers.data import InMemoryDataModule, TensorData
 from trainers.model import count_parameters
 from trainers.module import CandidateModule
+from trainers.stop import stop_requested
 
 log = logging.getLogger(__name__)
+
+
+class _StopOnRequest(pl.Callback):
+    """Raises KeyboardInterrupt at a batch boundary once a stop was requested."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if stop_requested():
+            raise KeyboardInterrupt
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if stop_requested():
+            raise KeyboardInterrupt
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,7 @@ def train_candidate(
         data, batch_size=config.batch_size, seed=config.seed, steps_per_call=config.steps_per_call
     )
     shift = ShiftReporter(reporter, dropout_batches=config.dropout_batches, measure=config.measure_shift)
-    trainer = create_trainer(config, [shift])
+    trainer = create_trainer(config, [shift, _StopOnRequest()])
     start = time.perf_counter()
     with warnings.catch_warnings():
         # Our batches are device tensors already; Lightning's DataLoader advice does not apply.
@@ -96,7 +109,14 @@ def train_candidate(
         warnings.filterwarnings("ignore", ".*is an IterableDataset.*")
         warnings.filterwarnings("ignore", ".*overridden `transfer_batch_to_device`.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
-        trainer.fit(module, datamodule=datamodule)
+        try:
+            trainer.fit(module, datamodule=datamodule)
+        except SystemExit:
+            # Lightning turns Ctrl-C into sys.exit(1) after its own cleanup. Give callers
+            # (Optuna marks the trial FAIL on KeyboardInterrupt) the interrupt back.
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
     return TrainResult(
         module=module,
         reports=shift.reports,
