@@ -113,6 +113,7 @@ def run(
             show_default=False,
         ),
     ] = None,
+    bn: Annotated[str | None, _opt("BatchNorm per block: search, always, never [search].", "--bn")] = None,
     depth: Annotated[str | None, _opt("Block count range LOW,HIGH [1,3].", "--depth")] = None,
     widths: Annotated[str | None, _opt("Width choices, e.g. 32,64,128.", "--widths")] = None,
     activations: Annotated[

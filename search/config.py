@@ -56,6 +56,7 @@ class RunConfig:
     strategy: str = "auto"  # Lightning strategy inside a trial, e.g. "ddp"
     accelerator: str = "auto"
     threads: int = 0  # torch threads per worker; 0 = auto (1: small models, no oversubscription)
+    bn: str = "search"  # "search" BN's presence per block, or fix it: "always", "never"
     per_block: bool = False  # choose BN/Dropout/activation per block instead of shared
     depth: tuple[int, int] | None = None  # None: the family's default range
     widths: tuple[int, ...] | None = None
@@ -89,6 +90,8 @@ class RunConfig:
             )
             if getattr(self, name) is not None
         }
+        if self.bn != "search":
+            overrides["bn_choices"] = (self.bn == "always",)
         try:
             return SpaceConfig.for_family(self.family, share_blocks=not self.per_block, **overrides)
         except SpecError as err:
@@ -233,11 +236,17 @@ def validate(config: RunConfig) -> None:
         check_choice("--recalibrate-bn value", config.recalibrate_bn, RECALIBRATE)
         check_choice("accelerator", config.accelerator, ACCELERATORS)
         check_choice("shift statistic", config.shift_statistic, ("dropout", "paper"))
+        check_choice("--bn value", config.bn, ("search", "always", "never"))
     except SpecError as err:
         raise ConfigError(str(err)) from None
     if config.shift_threshold <= 1.0:
         raise ConfigError(
             f"--shift-threshold must be > 1 (1 means no shift), but got {config.shift_threshold}"
+        )
+    if config.devices > 1 and config.strategy not in ("auto", "ddp"):
+        raise ConfigError(
+            f"--strategy {config.strategy!r} with --devices {config.devices}: use 'ddp' "
+            "(varshift launches the ranks itself, so only rank 0 talks to the storage)"
         )
     if config.grace_period <= config.heartbeat_interval:
         raise ConfigError(

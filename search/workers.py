@@ -17,8 +17,7 @@ import os
 import queue
 import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -27,6 +26,7 @@ from search import interrupts
 from search.config import RunConfig
 from search.storage import create_storage
 from search.study import TrialBudget, build_pruner, make_sampler, prepare, run_trials, set_threads
+from trainers.ddp import environ
 
 log = logging.getLogger(__name__)
 
@@ -77,23 +77,6 @@ def _worker(config: RunConfig, index: int, slots: Any, deadline: float | None, e
         raise SystemExit(130) from None
 
 
-@contextmanager
-def _environ(**values: str | None) -> Iterator[None]:
-    """Set environment variables for a child started inside the block (spawn copies them)."""
-    saved = {k: os.environ.get(k) for k in values}
-    try:
-        for k, v in values.items():
-            if v is not None:
-                os.environ[k] = v
-        yield
-    finally:
-        for k, old in saved.items():
-            if old is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = old
-
-
 def run_workers(config: RunConfig, on_event: Callable[[Event], None]) -> None:
     """Start ``config.workers`` processes on the (already opened) study and wait for them."""
     ctx = mp.get_context("spawn")
@@ -102,7 +85,7 @@ def run_workers(config: RunConfig, on_event: Callable[[Event], None]) -> None:
     deadline = time.time() + config.timeout if config.timeout else None
     procs = []
     for index, gpus in enumerate(gpu_groups(config.workers, config.devices, config.accelerator)):
-        with _environ(CUDA_VISIBLE_DEVICES=gpus):
+        with environ(CUDA_VISIBLE_DEVICES=gpus):
             proc = ctx.Process(
                 target=_worker,
                 args=(config, index, slots, _monotonic_deadline(deadline), events),

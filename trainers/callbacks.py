@@ -77,12 +77,13 @@ class ShiftReporter(Callback):
         history: list[float] = getattr(pl_module, "val_acc_history", [])
         if not history:
             return
-        self.stats.all_reduce(_sum_across_ranks(trainer) if trainer.world_size > 1 else None)
+        reduce = _sum_across_ranks(trainer) if trainer.world_size > 1 else None
+        self.stats.all_reduce(reduce)
         report = EpochReport(
             epoch=trainer.current_epoch,
             val_acc=history[-1],
             variance_shift=self.stats.layer_shifts(_net(pl_module)) if self.measure else {},
-            dropout_shift=self._dropout_shift(trainer, pl_module),
+            dropout_shift=self._dropout_shift(trainer, pl_module, reduce),
         )
         self.reports.append(report)
         if trainer.logger is not None:  # self.log is not allowed in on_validation_end
@@ -97,12 +98,18 @@ class ShiftReporter(Callback):
             self.stop_reason = reason
             trainer.should_stop = True
 
-    def _dropout_shift(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
+    def _dropout_shift(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None,
+    ) -> dict[str, float]:
         batches = trainer.val_dataloaders
         if batches is None or not self.dropout_batches or not self.stats.variances():
             return {}
-        # Each rank measures its own shard; ranks agree closely and rank 0 reports.
-        return measure_dropout_shift(_net(pl_module), batches, max_batches=self.dropout_batches)
+        # Each rank measures its own shard; the sums are added across ranks before the ratio.
+        net = _net(pl_module)
+        return measure_dropout_shift(net, batches, max_batches=self.dropout_batches, reduce=reduce)
 
 
 def _net(pl_module: pl.LightningModule) -> torch.nn.Module:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from trainers.module import CandidateModule
 from trainers.stop import stop_requested
 
 log = logging.getLogger(__name__)
+
+DDP_TIMEOUT = 300  # seconds a collective may wait for the other ranks
 
 
 class _StopOnRequest(pl.Callback):
@@ -75,11 +79,15 @@ class TrainResult:
 
 def create_trainer(config: TrainConfig, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
     """A quiet Trainer: no logger files, checkpoints, progress bar or sanity pass."""
+    strategy: str | pl.strategies.Strategy = config.strategy
+    if int(config.devices) > 1 and config.strategy in ("ddp", "auto"):
+        # A rank that dies must not leave the others waiting for Lightning's 30-minute default.
+        strategy = pl.strategies.DDPStrategy(timeout=timedelta(seconds=DDP_TIMEOUT))
     kwargs: dict[str, Any] = dict(
         max_epochs=config.max_epochs,
         accelerator=config.accelerator,
         devices=config.devices,
-        strategy=config.strategy,
+        strategy=strategy,
         callbacks=callbacks or [],
         logger=False,
         enable_checkpointing=False,
@@ -91,10 +99,29 @@ def create_trainer(config: TrainConfig, callbacks: list[pl.Callback] | None = No
     return pl.Trainer(**kwargs)
 
 
+def uses_ddp(config: TrainConfig) -> bool:
+    """Several devices in one trial, launched by us (not already inside a launched rank)."""
+    return int(config.devices) > 1 and config.strategy in ("ddp", "auto") and "LOCAL_RANK" not in os.environ
+
+
 def train_candidate(
     spec: ArchitectureSpec, data: TensorData, config: TrainConfig, reporter: Reporter | None = None
 ) -> TrainResult:
-    """Build, train and measure ``spec`` on ``data``; ``reporter`` may stop it after any epoch."""
+    """Build, train and measure ``spec`` on ``data``; ``reporter`` may stop it after any epoch.
+
+    With ``config.devices > 1`` the candidate trains with DDP on that many devices; this
+    process is rank 0 and the only one that calls ``reporter``."""
+    if uses_ddp(config):
+        from trainers.ddp import train_distributed
+
+        return train_distributed(spec, data, config, reporter)
+    return fit_local(spec, data, config, reporter)
+
+
+def fit_local(
+    spec: ArchitectureSpec, data: TensorData, config: TrainConfig, reporter: Reporter | None = None
+) -> TrainResult:
+    """One process's share of training: the whole of it, or one DDP rank."""
     torch.manual_seed(config.seed)
     module = CandidateModule(spec, micro_batch_size=config.batch_size)
     datamodule = InMemoryDataModule(

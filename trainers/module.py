@@ -74,7 +74,10 @@ class CandidateModule(pl.LightningModule):
         # anything is measured or reported on a diverged model.
         if self.trainer.sanity_checking:
             return
-        mean_loss = float(self._loss_sum) / max(1, self._loss_steps)
+        mean = self._loss_sum / max(1, self._loss_steps)
+        if self.trainer.world_size > 1:  # every rank must take the same decision
+            mean = self.trainer.strategy.reduce(mean, reduce_op="mean")
+        mean_loss = float(mean)
         self._loss_sum.zero_()
         self._loss_steps = 0
         if not math.isfinite(mean_loss):

@@ -187,9 +187,15 @@ def measure_variance_shift(
 
 
 def measure_dropout_shift(
-    model: nn.Module, batches: Iterable[Any], max_batches: int | None = 8
+    model: nn.Module,
+    batches: Iterable[Any],
+    max_batches: int | None = 8,
+    reduce: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, float]:
-    """``{bn_name: ratio of input variance with dropout on vs off}``, BN in eval mode."""
+    """``{bn_name: ratio of input variance with dropout on vs off}``, BN in eval mode.
+
+    ``reduce`` sums the raw sums across ranks (see :meth:`BNInputStats.all_reduce`), so every
+    DDP rank measures its own shard and all get the statistic of the whole."""
     if not _has_batchnorm(model):
         return {}
     dropouts = [m for m in model.modules() if is_dropout(m)]
@@ -211,6 +217,9 @@ def measure_dropout_shift(
         finally:
             off.detach()
             on.detach()
+    if reduce is not None:
+        off.all_reduce(reduce)
+        on.all_reduce(reduce)
     var_off = off.variances()
     if not dropouts:
         return dict.fromkeys(var_off, 1.0)
