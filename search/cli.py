@@ -94,6 +94,10 @@ def run(
     grace_period: Annotated[
         str | None, _opt("A trial silent this long is failed and retried [60].", "--grace-period")
     ] = None,
+    storage_retry: Annotated[
+        str | None,
+        _opt("Seconds to retry a storage that went away before exiting 1 [60].", "--storage-retry"),
+    ] = None,
     workers: Annotated[
         str | None, _opt("Parallel trial processes, one device each [1].", "--workers")
     ] = None,

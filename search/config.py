@@ -52,6 +52,7 @@ class RunConfig:
     workers: int = 1  # parallel trial processes, one device each
     heartbeat_interval: int = 10  # seconds between a running trial's heartbeats in the storage
     grace_period: int = 60  # a trial silent this long is failed and retried (its worker died)
+    storage_retry: float = 60.0  # seconds to keep retrying a storage that went away, then exit 1
     devices: int = 1  # devices inside one trial
     strategy: str = "auto"  # Lightning strategy inside a trial, e.g. "ddp"
     accelerator: str = "auto"
@@ -114,7 +115,7 @@ _INT = {
     "devices",
     "threads",
 }
-_FLOAT = {"timeout", "shift_threshold"}
+_FLOAT = {"timeout", "shift_threshold", "storage_retry"}
 _BOOL = {"per_block", "quiet"}
 _STR_LIST = {"activations", "dropout_kinds", "orders"}
 _RANGES = {"depth": int, "dropout_rate": float, "lr": float, "weight_decay": float}

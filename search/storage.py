@@ -12,9 +12,12 @@ What this module adds is configuration a long-running search needs:
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +77,72 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+class StorageUnavailable(RuntimeError):
+    """The storage stayed unreachable past the retry budget (exit code 1)."""
+
+
+def _is_connection_error(err: BaseException) -> bool:
+    """A lost or refused connection (worth retrying), not bad data or a bug."""
+    cause = err.__cause__ if isinstance(err, optuna.exceptions.StorageInternalError) else err
+    if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.connection_invalidated:
+        return True
+    return isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
+
+
+def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: RetryingRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        deadline: float | None = None
+        delay = 0.5
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as err:
+                if not _is_connection_error(err):
+                    raise
+                now = time.monotonic()
+                deadline = deadline or now + self.retry_seconds
+                if now >= deadline:
+                    reason = mask_url(str(err.__cause__ or err).splitlines()[0])
+                    raise StorageUnavailable(
+                        f"storage {mask_url(self.url)} unreachable for {self.retry_seconds:.0f} s: {reason}"
+                    ) from None
+                log.warning("storage unreachable (%s); retrying in %.1f s", type(err).__name__, delay)
+                time.sleep(min(delay, deadline - now))
+                delay = min(delay * 2, 10.0)
+
+    return call
+
+
+class RetryingRDBStorage(optuna.storages.RDBStorage):
+    """``RDBStorage`` whose calls survive a database that goes away for a while: a lost
+    connection is retried with exponential backoff for ``retry_seconds``, then
+    :class:`StorageUnavailable`. Dropped pooled connections are replaced by ``pool_pre_ping``."""
+
+    retry_seconds: float = 60.0
+
+
+for _name in (
+    *(n for n in vars(optuna.storages.BaseStorage) if not n.startswith("_")),
+    "record_heartbeat",
+    "_get_stale_trial_ids",
+):
+    if callable(getattr(optuna.storages.RDBStorage, _name, None)):
+        setattr(RetryingRDBStorage, _name, _retrying(getattr(optuna.storages.RDBStorage, _name)))
+
+
 def create_storage(
-    url: str, *, heartbeat: bool = True, interval: int = HEARTBEAT_INTERVAL, grace: int = GRACE_PERIOD
+    url: str,
+    *,
+    heartbeat: bool = True,
+    interval: int = HEARTBEAT_INTERVAL,
+    grace: int = GRACE_PERIOD,
+    retry_seconds: float = 60.0,
 ) -> optuna.storages.RDBStorage:
-    """An Optuna ``RDBStorage`` for ``url``, configured for several concurrent workers."""
+    """An Optuna ``RDBStorage`` for ``url``, configured for several concurrent workers.
+
+    A database that cannot be reached at all now is a user error (:class:`StorageError`);
+    one that goes away later is retried for ``retry_seconds``."""
     parsed = check_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
     engine_kwargs: dict[str, Any] = {}
@@ -87,7 +152,7 @@ def create_storage(
     else:
         engine_kwargs["pool_pre_ping"] = True
         if parsed.get_backend_name() == "postgresql":
-            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+            engine_kwargs["connect_args"] = {"connect_timeout": 10, "application_name": "varshift"}
     with warnings.catch_warnings():
         # Heartbeats are marked experimental; they are exactly what a long search relies on.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -99,7 +164,12 @@ def create_storage(
                 grace_period=grace,
                 heartbeat_stale_trial_callback=retry,
             )
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        try:
+            storage = RetryingRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as err:
+            reason = mask_url(str(err.orig if err.orig is not None else err).strip().splitlines()[0])
+            raise StorageError(f"cannot connect to storage {mask_url(url)}: {reason}") from None
+    storage.retry_seconds = retry_seconds
     if is_sqlite:
         sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
         storage.engine.dispose()  # pooled connections predate the hook; new ones get it

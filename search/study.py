@@ -81,7 +81,12 @@ def _space_record(config: RunConfig) -> str:
 
 def open_study(config: RunConfig, pruner: optuna.pruners.BasePruner, data: TensorData) -> optuna.Study:
     """Create the study, or load it and check that it is the same search."""
-    storage = create_storage(config.storage, interval=config.heartbeat_interval, grace=config.grace_period)
+    storage = create_storage(
+        config.storage,
+        interval=config.heartbeat_interval,
+        grace=config.grace_period,
+        retry_seconds=config.storage_retry,
+    )
     name = config.resolved_study_name
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if name in existing:

@@ -58,7 +58,10 @@ def _worker(config: RunConfig, index: int, slots: Any, deadline: float | None, e
     try:
         data, _ = prepare(config)
         storage = create_storage(
-            config.storage, interval=config.heartbeat_interval, grace=config.grace_period
+            config.storage,
+            interval=config.heartbeat_interval,
+            grace=config.grace_period,
+            retry_seconds=config.storage_retry,
         )
         n_existing = len(optuna.load_study(study_name=config.resolved_study_name, storage=storage).trials)
         study = optuna.load_study(
