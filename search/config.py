@@ -170,7 +170,7 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError
         return value
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:
         if isinstance(err, ConfigError):
             raise
         raise ConfigError(f"{opt}: invalid value {value!r}") from None
@@ -185,6 +185,8 @@ def _range(opt: str, value: Any, kind: type) -> tuple[Any, Any]:
     if len(items) != 2 or any(isinstance(v, bool) for v in items):
         raise ConfigError(f"{opt} takes LOW,HIGH, but got {value!r}")
     low, high = (kind(v) for v in items)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ConfigError(f"{opt} range must be finite, but got {value!r}")
     if low > high:
         raise ConfigError(f"{opt} range is empty: {low} > {high}")
     return low, high

@@ -3,10 +3,12 @@ is opened with Optuna to check what was stored."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -144,6 +146,26 @@ def test_changed_space_on_an_existing_study_is_refused(tmp_path: Path) -> None:
     assert len(optuna.load_study(study_name=name, storage=url).trials) == 1
 
 
+def test_existing_study_with_another_direction_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    optuna.create_study(study_name="loss", storage=url, direction="minimize")
+    before = _dump(tmp_path / "d.db")
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "-q", "--storage", url, "--study-name", "loss"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "direction minimize" in err
+    assert len(optuna.load_study(study_name="loss", storage=url).trials) == 0
+    assert _dump(tmp_path / "d.db") == before  # every row as it was (WAL mode aside)
+
+
+def _dump(db: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return list(conn.iterdump())
+
+
 def _npz(path: Path, **arrays: np.ndarray) -> str:
     np.savez(path, **arrays)
     return f"npz:{path}"
@@ -171,6 +193,13 @@ BAD_INPUTS = [
     (["--dataset", "npz:/no/such/file.npz"], "/no/such/file.npz"),
     (["--dataset", "imagenet-21k"], "imagenet-21k"),
     (["--no-such-option", "1"], "--no-such-option"),
+    (["--lr", "nan,0.1"], "finite"),
+    (["--depth", "3,1"], "3 > 1"),
+    (["--widths", "32,x"], "32,x"),
+    (["--bn", "sometimes"], "sometimes"),
+    (["--devices", "2", "--strategy", "ddp_spawn"], "ddp_spawn"),
+    (["--heartbeat-interval", "30", "--grace-period", "10"], "--grace-period"),
+    (["--storage", "postgresql+psycopg://postgres:hunter2@127.0.0.1:1/test"], "cannot connect"),
 ]
 
 
