@@ -36,6 +36,9 @@ _EXPORTS = {
     "create_dropout": "trainers.layers",
     "GaussianDropout": "trainers.layers",
     "Uout": "trainers.layers",
+    "lint_model": "trainers.lint",
+    "LintReport": "trainers.lint",
+    "LintError": "trainers.lint",
 }
 
 __all__ = sorted(_EXPORTS)
