@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from spaces.plugins import call_family, describe_module, load_object, takes_trial
 from spaces.spec import (
     ACTIVATIONS,
     DROPOUT_KINDS,
@@ -52,6 +53,7 @@ class SpaceConfig:
     bn_choices: tuple[bool, ...] = (True, False)  # (True,) forces BN in every block
     placements: tuple[str, ...] = PLACEMENTS
     share_blocks: bool = True  # one set of block choices for all blocks (small space)
+    plugin: str | None = None  # module:function of a family plugin that builds the network
     lr: tuple[float, float] = (1e-4, 1e-2)  # log-uniform
     weight_decay: tuple[float, float] = (1e-6, 1e-2)  # log-uniform
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -88,9 +90,13 @@ class SpaceConfig:
     @classmethod
     def for_family(cls, family: str, **overrides: Any) -> SpaceConfig:
         """Defaults that suit ``family``: conv widths are channels, channel dropout allowed."""
-        if check_choice("family", family, FAMILIES) == "cnn":
+        family = check_choice("family", family, FAMILIES)
+        if family in ("cnn", "resnet"):
             base = cls(
-                family="cnn",
+                family=family,
+                # resnet: base channels of its first stage, doubled at each of its 3 stages;
+                # depth: residual blocks per stage.
+                depth=(1, 3) if family == "cnn" else (1, 2),
                 widths=(8, 16, 32),
                 dropout_kinds=("bernoulli", "channel", "gaussian", "uout"),
             )
@@ -109,13 +115,17 @@ def suggest_architecture(
     trial: TrialLike, space: SpaceConfig, input_shape: tuple[int, ...], n_classes: int
 ) -> ArchitectureSpec:
     """Ask ``trial`` for a whole candidate and return it as a frozen, validated spec."""
+    if space.plugin is not None:
+        return _suggest_plugin(trial, space, space.plugin, input_shape, n_classes)
     depth = trial.suggest_int("depth", space.depth[0], space.depth[1])
     width = int(trial.suggest_categorical("width", list(space.widths)))
     placement = trial.suggest_categorical("placement", list(space.placements))
     in_blocks = placement == "blocks"
+    widths = _block_widths(space.family, depth, width)
     shared = _suggest_block(trial, "block.", space, width, in_blocks) if space.share_blocks else None
     blocks = tuple(
-        shared or _suggest_block(trial, f"block{i + 1}.", space, width, in_blocks) for i in range(depth)
+        replace(shared, width=w) if shared else _suggest_block(trial, f"block{i + 1}.", space, w, in_blocks)
+        for i, w in enumerate(widths)
     )
     head_kind: str | None = None
     head_rate = 0.0
@@ -133,6 +143,41 @@ def suggest_architecture(
         lr=trial.suggest_float("lr", *space.lr, log=True),
         weight_decay=trial.suggest_float("weight_decay", *space.weight_decay, log=True),
     )
+
+
+def _suggest_plugin(
+    trial: TrialLike, space: SpaceConfig, reference: str, input_shape: tuple[int, ...], n_classes: int
+) -> ArchitectureSpec:
+    """A plugin family: a trial-taking function asks its own parameters (replayed later with
+    ``optuna.trial.FixedTrial`` to build the same network anywhere, e.g. on every DDP rank);
+    a spec-taking one gets a spec from our space and builds it its own way."""
+    function = load_object(reference, "family")
+    if not takes_trial(function):
+        spec = suggest_architecture(trial, replace(space, plugin=None), input_shape, n_classes)
+        return replace(spec, extra={"plugin": reference})
+    params_before = set(trial.params) if hasattr(trial, "params") else set()
+    module = call_family(function, trial, tuple(input_shape), n_classes)
+    params = {k: v for k, v in getattr(trial, "params", {}).items() if k not in params_before}
+    return ArchitectureSpec(
+        family="plugin",
+        input_shape=tuple(input_shape),
+        n_classes=n_classes,
+        blocks=(),
+        lr=trial.suggest_float("lr", *space.lr, log=True),
+        weight_decay=trial.suggest_float("weight_decay", *space.weight_decay, log=True),
+        extra={"plugin": reference, "params": params, "architecture": describe_module(module)},
+    )
+
+
+RESNET_STAGES = 3
+
+
+def _block_widths(family: str, depth: int, width: int) -> list[int]:
+    """mlp/cnn: ``depth`` blocks of ``width``; resnet: 3 stages of ``depth`` blocks, the width
+    doubling (and the resolution halving) from one stage to the next."""
+    if family != "resnet":
+        return [width] * depth
+    return [width * 2**stage for stage in range(RESNET_STAGES) for _ in range(depth)]
 
 
 def _suggest_block(

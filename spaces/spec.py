@@ -15,7 +15,11 @@ ACTIVATIONS: tuple[str, ...] = ("relu", "leaky_relu", "elu", "gelu", "silu", "ta
 # Multiplicative noise kinds: bernoulli = nn.Dropout, channel = Dropout1d/2d on conv maps,
 # gaussian = x * N(1, q/(1-q)) (same variance as Bernoulli at rate q), uout = x * U(1-b, 1+b).
 DROPOUT_KINDS: tuple[str, ...] = ("bernoulli", "channel", "gaussian", "uout")
-FAMILIES: tuple[str, ...] = ("mlp", "cnn")
+# resnet: pre-activation residual blocks, BN-act-Conv then the block's order of BN, act and
+# dropout before the second Conv, so "bn-act-drop" is Wide ResNet's dropout (before the last
+# conv) and "drop-bn-act" the paper's harmful one (before the last BN).
+FAMILIES: tuple[str, ...] = ("mlp", "cnn", "resnet")
+CONV_FAMILIES: tuple[str, ...] = ("cnn", "resnet")
 # Every order of the three components after the linear/conv layer, harmful ones included:
 # measuring them is the point.
 ORDERS: tuple[str, ...] = tuple("-".join(p) for p in itertools.permutations(("bn", "act", "drop")))
@@ -98,6 +102,10 @@ class BlockSpec:
         return "-".join({"bn": "BN", "act": "act", "drop": "Drop"}[c] for c in self.order)
 
     def describe(self, layer: str, conv_dims: int = 0) -> str:
+        if layer == "ResBlock":  # pre-activation: [BN-]act-Conv, then the order, then Conv
+            first = ["BN"] * self.bn + [_ACT_LABELS[self.activation], "Conv"]
+            inner = BlockSpec.describe(self, "", conv_dims).split("-", 1)[1:]
+            return f"ResBlock({self.width})[{'-'.join([*first, *inner, 'Conv'])}]"
         parts = [f"{layer}({self.width})"]
         for c in self.order:
             if c == "bn":
@@ -125,18 +133,21 @@ class ArchitectureSpec:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # free-form, e.g. plugin info
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "family", check_choice("family", self.family, FAMILIES))
+        object.__setattr__(self, "family", check_choice("family", self.family, (*FAMILIES, "plugin")))
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
         object.__setattr__(self, "blocks", tuple(self.blocks))
-        if not self.blocks:
+        if self.family == "plugin" and "plugin" not in self.extra:
+            raise SpecError("a plugin architecture needs extra['plugin'] = 'module:function'")
+        if not self.blocks and self.family != "plugin":
             raise SpecError("an architecture needs at least one block")
         if self.n_classes < 2:
             raise SpecError(f"n_classes must be >= 2, but got {self.n_classes}")
         if any(d < 1 for d in self.input_shape) or not self.input_shape:
             raise SpecError(f"input shape must be positive, but got {self.input_shape}")
-        if self.family == "cnn" and len(self.input_shape) not in (2, 3):
+        if self.family in CONV_FAMILIES and len(self.input_shape) not in (2, 3):
             raise SpecError(
-                f"family 'cnn' needs (C, L) or (C, H, W) samples, but the data set gives {self.input_shape}"
+                f"family {self.family!r} needs (C, L) or (C, H, W) samples, "
+                f"but the data set gives {self.input_shape}"
             )
         if self.family == "mlp" and any(b.dropout == "channel" for b in self.blocks):
             raise SpecError("channel dropout needs conv feature maps; family 'mlp' has none")
@@ -156,20 +167,23 @@ class ArchitectureSpec:
 
     @property
     def conv_dims(self) -> int:
-        return len(self.input_shape) - 1 if self.family == "cnn" else 0
+        return len(self.input_shape) - 1 if self.family in CONV_FAMILIES else 0
 
     @property
     def has_bn(self) -> bool:
-        return any(b.bn for b in self.blocks)
+        """Whether the network may hold BN layers (a plugin's own network: assume it may)."""
+        return self.family == "plugin" or any(b.bn for b in self.blocks)
 
     def describe(self) -> str:
         """The readable architecture string stored as the ``architecture`` user attr."""
-        layer = "Linear" if self.family == "mlp" else "Conv"
+        if self.family == "plugin":
+            return str(self.extra.get("architecture", self.extra["plugin"]))
+        layer = {"mlp": "Linear", "cnn": "Conv", "resnet": "ResBlock"}[self.family]
         parts = [b.describe(layer, self.conv_dims) for b in self.blocks]
         head = f"Linear({self.n_classes})"
         if self.head_dropout is not None:
             head = f"{dropout_label(self.head_dropout, self.head_dropout_rate, 0)}-{head}"
-        if self.family == "cnn":
+        if self.family in CONV_FAMILIES:
             head = f"Pool-{head}"
         return " | ".join([*parts, head])
 

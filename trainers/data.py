@@ -7,6 +7,7 @@ model spends on it; slicing a device tensor with a shuffled index costs microsec
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import zipfile
@@ -14,12 +15,16 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from spaces.plugins import DATASET_GROUP, resolve
+from spaces.spec import SpecError
 from trainers.errors import DataError
+from trainers.vision import AUGMENT, VISION_DATASETS, augment_batch, load_vision_arrays
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,7 @@ class TensorData:
     x_val: torch.Tensor  # (N_val, *input_shape)
     y_val: torch.Tensor  # (N_val,)
     n_classes: int
+    augment: tuple[int, bool] | None = None  # (crop padding, flip) applied to training batches
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -135,8 +141,67 @@ def load_mnist1d_data(n_samples: int = 5000, *, val_fraction: float = 0.2, seed:
     return split_arrays("mnist1d", x, y, val_fraction=val_fraction, seed=seed)
 
 
-def load_dataset(name: str, *, val_fraction: float = 0.2, seed: int = 0) -> TensorData:
-    """Resolve ``--dataset``: ``digits``, ``mnist1d`` (``mnist1d:N`` for N samples) or ``npz:PATH``."""
+def load_csv_data(path: str, *, val_fraction: float = 0.2, seed: int = 0) -> TensorData:
+    """A CSV file with a header: numeric feature columns and a ``label`` column (else the last)."""
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"csv file not found: {path}")
+    try:
+        table = np.genfromtxt(file, delimiter=",", names=True, dtype=float, encoding="utf-8")
+    except ValueError as err:
+        raise DataError(f"{path}: not a numeric CSV with a header row ({err})") from None
+    names = list(table.dtype.names or ())
+    if len(names) < 2 or table.size < 2:
+        raise DataError(f"{path}: need a header, feature columns and a label column")
+    label = next((n for n in names if n.lower() in ("label", "target", "y", "class")), names[-1])
+    features = np.stack([table[n] for n in names if n != label], axis=1)
+    if np.isnan(features).any() or np.isnan(table[label]).any():
+        raise DataError(f"{path}: empty or non-numeric cells (only numbers are supported)")
+    return split_arrays(file.stem, features, table[label], val_fraction=val_fraction, seed=seed)
+
+
+def as_tensor_data(name: str, result: Any, *, val_fraction: float = 0.2, seed: int = 0) -> TensorData:
+    """What a data set function returned -> :class:`TensorData`: TensorData as is, an
+    ``(x, y)`` pair of arrays or tensors (split and standardised here), or a
+    LightningDataModule (its train and validation batches, materialised in memory once)."""
+    if isinstance(result, TensorData):
+        return result
+    if isinstance(result, pl.LightningDataModule):
+        return _materialise(name, result)
+    if isinstance(result, (tuple, list)) and len(result) == 2:
+        x, y = (np.asarray(v.cpu() if isinstance(v, torch.Tensor) else v) for v in result)
+        return split_arrays(name, x, y, val_fraction=val_fraction, seed=seed)
+    raise DataError(
+        f"dataset {name!r} returned {type(result).__name__}; need (x, y), TensorData or a LightningDataModule"
+    )
+
+
+def _materialise(name: str, dm: pl.LightningDataModule) -> TensorData:
+    dm.prepare_data()
+    dm.setup("fit")
+
+    def stack(loader: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = zip(*((b[0], b[1]) for b in loader), strict=True)
+        return torch.cat(xs).float(), torch.cat(ys).long()
+
+    x_train, y_train = stack(dm.train_dataloader())
+    x_val, y_val = stack(dm.val_dataloader())
+    n_classes = int(max(y_train.max(), y_val.max())) + 1
+    return TensorData(name, x_train, y_train, x_val, y_val, n_classes=n_classes)
+
+
+def load_dataset(
+    name: str,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    data_dir: str = "data",
+    download: bool = False,
+    augment: bool = True,
+) -> TensorData:
+    """Resolve ``--dataset``: ``digits``, ``mnist1d`` (``mnist1d:N``), ``npz:PATH``, ``csv:PATH``,
+    ``mnist``/``fashion-mnist``/``cifar10``/``cifar100`` (torchvision, from ``data_dir``), an
+    installed ``varshift.datasets`` entry point, or ``module:function``."""
     if name == "digits":
         return load_digits_data(val_fraction=val_fraction, seed=seed)
     if name == "mnist1d" or name.startswith("mnist1d:"):
@@ -146,7 +211,21 @@ def load_dataset(name: str, *, val_fraction: float = 0.2, seed: int = 0) -> Tens
         return load_mnist1d_data(int(size), val_fraction=val_fraction, seed=seed)
     if name.startswith("npz:"):
         return load_npz_data(name[4:], val_fraction=val_fraction, seed=seed)
-    raise DataError(f"unknown dataset {name!r}; choose from digits, mnist1d, mnist1d:N, npz:PATH")
+    if name.startswith("csv:"):
+        return load_csv_data(name[4:], val_fraction=val_fraction, seed=seed)
+    if name in VISION_DATASETS:
+        x, y = load_vision_arrays(name, data_dir, download)
+        data = split_arrays(name, x, y, val_fraction=val_fraction, seed=seed)
+        return replace(data, augment=AUGMENT[name] if augment else None)
+    try:
+        _, function = resolve(name, DATASET_GROUP, "dataset")
+    except SpecError as err:
+        raise DataError(
+            str(err).replace("module:function", "npz:PATH, csv:PATH or module:function")
+        ) from None
+    accepted = inspect.signature(function).parameters
+    kwargs = {k: v for k, v in (("val_fraction", val_fraction), ("seed", seed)) if k in accepted}
+    return as_tensor_data(name, function(**kwargs), val_fraction=val_fraction, seed=seed)
 
 
 class TensorBatches:
@@ -166,8 +245,10 @@ class TensorBatches:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        augment: tuple[int, bool] | None = None,
     ) -> None:
         self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
+        self.augment = augment
         self.rank, self.world_size = rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
         # Every rank gets the same number of batches, or DDP's collectives would hang.
@@ -183,7 +264,10 @@ class TensorBatches:
         index = index[self.rank * self.per_rank : (self.rank + 1) * self.per_rank].to(self.x.device)
         for start in range(0, len(index), self.batch_size):
             idx = index[start : start + self.batch_size]
-            yield self.x[idx], self.y[idx]
+            x = self.x[idx]
+            if self.augment is not None:
+                x = augment_batch(x, *self.augment, generator=self.generator)
+            yield x, self.y[idx]
 
 
 class InMemoryDataModule(pl.LightningDataModule):
@@ -218,6 +302,7 @@ class InMemoryDataModule(pl.LightningDataModule):
             seed=self.seed,
             rank=rank,
             world_size=world,
+            augment=d.augment,
         )
 
     def val_dataloader(self) -> TensorBatches:
