@@ -60,8 +60,34 @@ def run(
         _opt("Stop once the study (all machines) holds this many finished trials.", "--total-trials"),
     ] = None,
     timeout: Annotated[str | None, _opt("Stop starting trials after this many seconds.", "--timeout")] = None,
-    dataset: Annotated[str | None, _opt("digits or npz:PATH [digits].", "--dataset")] = None,
-    family: Annotated[str | None, _opt("mlp or cnn [mlp].", "--family")] = None,
+    dataset: Annotated[
+        str | None,
+        _opt(
+            "digits, mnist1d[:N], npz:PATH, csv:PATH, mnist, fashion-mnist, cifar10, cifar100, "
+            "an installed plugin name, or module:function [digits].",
+            "--dataset",
+        ),
+    ] = None,
+    data_dir: Annotated[str | None, _opt("Folder of torchvision data sets [data].", "--data-dir")] = None,
+    download: Annotated[
+        bool | None,
+        typer.Option(
+            "--download/--no-download",
+            help="Let torchvision download a missing data set.",
+            show_default=False,
+        ),
+    ] = None,
+    augment: Annotated[
+        bool | None,
+        typer.Option(
+            "--augment/--no-augment",
+            help="Random crop (+flip for CIFAR) on image sets [on].",
+            show_default=False,
+        ),
+    ] = None,
+    family: Annotated[
+        str | None, _opt("mlp, cnn, resnet, an installed plugin name, or module:function [mlp].", "--family")
+    ] = None,
     max_epochs: Annotated[str | None, _opt("Epochs per candidate [20].", "--max-epochs")] = None,
     batch_size: Annotated[str | None, _opt("Batch size [64].", "--batch-size")] = None,
     pruner: Annotated[
@@ -72,7 +98,7 @@ def run(
         ),
     ] = None,
     shift_threshold: Annotated[
-        str | None, _opt("Shift above which the guard prunes [1.5].", "--shift-threshold")
+        str | None, _opt("Shift above which the guard prunes [1.3].", "--shift-threshold")
     ] = None,
     shift_warmup: Annotated[
         str | None, _opt("Epochs before the shift guard may prune [1].", "--shift-warmup")
@@ -81,7 +107,7 @@ def run(
         str | None, _opt("dropout (dropout-induced) or paper [dropout].", "--shift-statistic")
     ] = None,
     curve_warmup: Annotated[
-        str | None, _opt("Epochs before median/hyperband may prune [6].", "--curve-warmup")
+        str | None, _opt("Epochs before median/hyperband may prune [2].", "--curve-warmup")
     ] = None,
     n_startup_trials: Annotated[
         str | None, _opt("Trials before the median pruner acts [5].", "--n-startup-trials")
@@ -146,7 +172,10 @@ def run(
     ] = None,
     artifact_dir: Annotated[
         str | None,
-        _opt("Folder for kept weights; default: artifacts/ beside the SQLite file.", "--artifact-dir"),
+        _opt(
+            "Folder for kept weights and trial plots; default: artifacts/ beside the SQLite file.",
+            "--artifact-dir",
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -205,6 +234,97 @@ def best(
             highlight=False,
             soft_wrap=True,
         )
+
+
+@app.command()
+def dashboard(
+    storage: StorageOpt = None,
+    artifact_dir: Annotated[
+        str | None, _opt("Where the run kept trial plots (its --artifact-dir).", "--artifact-dir")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Address to bind; 0.0.0.0 exposes it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one.")] = 8080,
+) -> None:
+    """Start optuna-dashboard on the storage, with the trials' notes and plots (Ctrl-C stops it)."""
+    from search.dashboard import create_server, dashboard_url, serve
+    from search.storage import sqlite_path
+
+    url = storage or os.environ.get("OPTUNA_STORAGE") or DEFAULT_STORAGE
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise ConfigError(f"no study database at {path}")
+    server = create_server(url, artifact_dir, host, port)
+    typer.echo(f"optuna-dashboard for {mask_url(url)} at {dashboard_url(host, server.server_port)}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(
+            f"warning: bound to {host}: anyone who reaches it can edit studies", highlight=False
+        )
+    typer.echo("Ctrl-C stops it.")
+    serve(server)
+
+
+@app.command()
+def report(
+    study_name: StudyOpt = None,
+    storage: StorageOpt = None,
+    format: Annotated[str | None, _opt("md or html [md, or from --output's suffix].", "--format")] = None,
+    output: Annotated[
+        str | None, _opt("Write the report here instead of to stdout.", "--output", "-o")
+    ] = None,
+) -> None:
+    """Write a self-contained markdown or HTML report of a study: summary, tables, plots."""
+    from search.document import REPORT_FORMATS, build_report
+
+    fmt = format or ("html" if output and Path(output).suffix.lower() in (".html", ".htm") else "md")
+    if fmt not in REPORT_FORMATS:
+        raise ConfigError(f"unknown report format {fmt!r}; choose from {', '.join(REPORT_FORMATS)}")
+    study = _load(study_name, storage, "table")
+    text = build_report(study, storage or os.environ.get("OPTUNA_STORAGE") or DEFAULT_STORAGE, fmt)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    err_console.print(f"wrote the report of {study.study_name} to {target}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def lint(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="MODULE:ATTR or FILE.py:ATTR (an nn.Module class, factory or instance), or an exported .safetensors.",
+            show_default=False,
+        ),
+    ],
+    input_shape: Annotated[
+        str | None,
+        _opt("One sample's shape, e.g. 3,32,32 [the dataset's; needed if fx fails].", "--input-shape"),
+    ] = None,
+    dataset: Annotated[
+        str | None, _opt("Measure the real shift on digits, mnist1d or npz:PATH.", "--dataset")
+    ] = None,
+    weights: Annotated[
+        str | None, _opt("state_dict (torch.save) or .safetensors to load before measuring.", "--weights")
+    ] = None,
+    format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Check a PyTorch model for BN/Dropout disharmony; exits 1 when an error-level rule fires."""
+    from search.lint_report import LINT_FORMATS, render_lint
+
+    if format not in LINT_FORMATS:
+        raise ConfigError(f"unknown format {format!r}; choose from {', '.join(LINT_FORMATS)}")
+    from trainers.lint import LintError, parse_input_shape
+    from trainers.lint import lint as lint_target
+
+    try:
+        report = lint_target(target, parse_input_shape(input_shape), dataset, weights)
+    except LintError as err:
+        _fail(2, str(err))
+    typer.echo(render_lint(report.to_dict(), format))
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
 
 
 def _load(study_name: str | None, storage: str | None, fmt: str) -> optuna.Study:

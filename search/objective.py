@@ -10,7 +10,9 @@ import logging
 from dataclasses import dataclass, replace
 
 import optuna
+from optuna.trial import TrialState
 
+from search.explain import TrialExplainer
 from search.pruners import explain_prune
 from search.weights import WeightStore
 from spaces import SpaceConfig, suggest_architecture
@@ -49,6 +51,13 @@ class TrialRecorder:
         self.variance_by_epoch.append(round(report.variance_shift_max, 6))
         self.dropout_by_epoch.append(round(report.dropout_shift_max, 6))
         t.set_user_attr("variance_shift", {k: round(v.shift, 6) for k, v in report.variance_shift.items()})
+        t.set_user_attr(
+            "variance_shift_layers",  # what the trial note's table shows: [moving_var, real_var, shift]
+            {
+                k: [round(v.moving_var, 6), round(v.real_var, 6), round(v.shift, 6)]
+                for k, v in report.variance_shift.items()
+            },
+        )
         t.set_user_attr("variance_shift_max", self.variance_by_epoch[-1])
         t.set_user_attr("dropout_shift", {k: round(v, 6) for k, v in report.dropout_shift.items()})
         t.set_user_attr("variance_shift_by_epoch", self.variance_by_epoch)
@@ -78,8 +87,25 @@ class Objective:
     study_seed: int = 0
     recalibrate: str = "auto"  # "auto": when the final shift exceeds RECALIBRATE_ABOVE
     weights: WeightStore | None = None  # keeps the best trials' weights
+    explainer: TrialExplainer | None = None  # writes the trial note and plots once it ends
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            value = self._evaluate(trial)
+        except optuna.TrialPruned:
+            self._explain(trial, TrialState.PRUNED, None)
+            raise
+        except CandidateError:
+            self._explain(trial, TrialState.FAIL, None)
+            raise
+        self._explain(trial, TrialState.COMPLETE, value)
+        return value
+
+    def _explain(self, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
+        if self.explainer is not None:
+            self.explainer.explain(trial, state, value)
+
+    def _evaluate(self, trial: optuna.Trial) -> float:
         spec = suggest_architecture(trial, self.space, self.data.input_shape, self.data.n_classes)
         trial.set_user_attr("architecture", spec.describe())
         config = replace(self.train, seed=trial_seed(self.study_seed, trial.number))
@@ -113,7 +139,7 @@ class Objective:
         wanted = self.recalibrate == "always" or (
             self.recalibrate == "auto" and final_shift > RECALIBRATE_ABOVE
         )
-        if not (net.spec.has_bn and wanted and self.recalibrate != "never"):
+        if not (result.module.spec.has_bn and wanted and self.recalibrate != "never"):
             return 0.0
         saved = {k: v.clone() for k, v in net.state_dict().items()}
         device = next(net.parameters()).device

@@ -13,6 +13,8 @@ import optuna
 from rich.console import Console
 from rich.table import Table
 
+from search.notes import arrangement
+
 FORMATS = ("table", "json", "csv")
 KEY_PARAMS = ("depth", "width", "placement", "lr", "weight_decay")
 
@@ -25,6 +27,7 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "state": trial.state.name,
         "value": trial.value,
         "architecture": attrs.get("architecture"),
+        "arrangement": arrangement(trial),  # where BN and Dropout sit, e.g. BN-act-Drop
         "variance_shift_max": attrs.get("variance_shift_max"),
         "dropout_shift": (attrs.get("dropout_shift_by_epoch") or [None])[-1],
         "val_acc_recalibrated": attrs.get("val_acc_recalibrated"),

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from search.config import RunConfig
+from search.explain import StudyNotes
 from search.report import best_trials, render, trial_row
 from search.storage import mask_url
 from search.study import TrialBudget, open_study, prepare, run_trials, set_threads
@@ -31,6 +32,7 @@ def run_search(config: RunConfig) -> optuna.Study:
     quiet_libraries()
     data, pruner = prepare(config)  # user mistakes surface here, before any storage exists
     console = Console(stderr=True)
+    notes = StudyNotes()  # written from this process, whichever process ran the trial
     try:
         study = open_study(config, pruner, data)
         set_threads(config)
@@ -51,6 +53,7 @@ def run_search(config: RunConfig) -> optuna.Study:
                     best[:] = [max([*best, value])]
                 shown = f"best {best[0]:.4f}  " if best else ""
                 progress.update(task, advance=1, status=f"{shown}last: #{number} {state.lower()}")
+                notes.refresh(study)
 
             if config.workers > 1:
                 run_workers(config, lambda event: advance(*event))
@@ -66,6 +69,7 @@ def run_search(config: RunConfig) -> optuna.Study:
         msg = str(getattr(err, "orig", None) or err).splitlines()[0]
         print(f"error: storage {mask_url(config.storage)} failed: {mask_url(msg)}", file=sys.stderr)
         raise SystemExit(1) from None
+    notes.refresh(study, force=True)
     print_summary(study)
     return study
 
