@@ -16,10 +16,12 @@ import torch
 from optuna.trial import TrialState
 
 from search.config import ConfigError, RunConfig
+from search.explain import TrialExplainer, artifact_store_path
 from search.objective import CandidateError, Objective
 from search.pruners import make_pruner
 from search.storage import create_storage, mask_url
 from search.weights import WeightStore, artifact_root
+from spaces.spec import CONV_FAMILIES
 from trainers.data import TensorData, load_dataset
 from trainers.fit import TrainConfig
 from trainers.stop import stop_requested
@@ -67,10 +69,18 @@ def build_pruner(config: RunConfig) -> optuna.pruners.BasePruner:
 
 def prepare(config: RunConfig) -> tuple[TensorData, optuna.pruners.BasePruner]:
     """Everything that can fail on a user's mistake, done before any storage is touched."""
-    data = load_dataset(config.dataset, seed=config.seed)
-    if config.family == "cnn" and len(data.input_shape) not in (2, 3):
+    data = load_dataset(
+        config.dataset,
+        seed=config.seed,
+        data_dir=config.data_dir,
+        download=config.download,
+        augment=config.augment,
+    )
+    space = config.space()
+    if space.plugin is None and space.family in CONV_FAMILIES and len(data.input_shape) not in (2, 3):
         raise ConfigError(
-            f"family 'cnn' needs (C, L) or (C, H, W) samples, but {config.dataset} gives {data.input_shape}"
+            f"family {config.family!r} needs (C, L) or (C, H, W) samples, "
+            f"but {config.dataset} gives {data.input_shape}"
         )
     return data, build_pruner(config)
 
@@ -195,6 +205,7 @@ def make_objective(config: RunConfig, study_name: str, data: TensorData) -> Obje
         study_seed=config.seed,
         recalibrate=config.recalibrate_bn,
         weights=WeightStore(artifact_root(config.storage, config.artifact_dir), study_name),
+        explainer=TrialExplainer(artifact_store_path(config.storage, config.artifact_dir)),
     )
 
 
@@ -212,5 +223,7 @@ def run_trials(
         study.optimize(
             objective, n_trials=1, catch=(CandidateError,), callbacks=list(callbacks), gc_after_trial=True
         )
+        if torch.cuda.is_available():  # gc_after_trial freed the tensors; give the memory back
+            torch.cuda.empty_cache()
     if stop_requested():  # the interrupt landed between trials, where Python may swallow it
         raise KeyboardInterrupt
