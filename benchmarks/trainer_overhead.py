@@ -130,10 +130,18 @@ def main() -> None:
     data = load_digits_data()
     runs = {
         "plain loop": lambda s: plain_loop(data, args.epochs, args.batch_size, s),
-        "usual Lightning (DataLoader, log per step)": lambda s: usual_lightning(data, args.epochs, args.batch_size, s),
-        "varshift trainer, no shift probes": lambda s: ours(data, args.epochs, args.batch_size, s, shift="none"),
-        "varshift trainer, paper statistic": lambda s: ours(data, args.epochs, args.batch_size, s, shift="paper"),
-        "varshift trainer, both statistics": lambda s: ours(data, args.epochs, args.batch_size, s, shift="both"),
+        "usual Lightning (DataLoader, log per step)": lambda s: usual_lightning(
+            data, args.epochs, args.batch_size, s
+        ),
+        "varshift trainer, no shift probes": lambda s: ours(
+            data, args.epochs, args.batch_size, s, shift="none"
+        ),
+        "varshift trainer, paper statistic": lambda s: ours(
+            data, args.epochs, args.batch_size, s, shift="paper"
+        ),
+        "varshift trainer, both statistics": lambda s: ours(
+            data, args.epochs, args.batch_size, s, shift="both"
+        ),
     }
     for fn in runs.values():  # warm-up: imports, allocator, first Trainer
         fn(0)
@@ -149,7 +157,9 @@ def main() -> None:
     write(args, times, ratios, base)
 
 
-def write(args: argparse.Namespace, times: dict[str, list[float]], ratios: dict[str, float], base: float) -> None:
+def write(
+    args: argparse.Namespace, times: dict[str, list[float]], ratios: dict[str, float], base: float
+) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     no_probe = times["varshift trainer, no shift probes"]
     probe_cost = {
