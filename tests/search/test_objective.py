@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.objective import Objective, trial_seed
+from search.objective import CandidateError, Objective, trial_seed
 from search.weights import WeightStore, artifact_root
 from spaces import SpaceConfig
 from trainers.data import TensorData
@@ -85,3 +85,37 @@ def test_trial_seed_depends_on_study_seed_and_number() -> None:
 def test_artifact_root_sits_beside_the_sqlite_file(tmp_path: Path) -> None:
     assert artifact_root(f"sqlite:///{tmp_path / 'a.db'}", None) == tmp_path / "artifacts"
     assert artifact_root("postgresql+psycopg://u@h/db", "/x/y") == Path("/x/y")
+
+
+def test_out_of_memory_fails_the_trial_with_a_clear_reason_and_the_study_goes_on(
+    tiny_data: TensorData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "oom_family.py").write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "class Hungry(nn.Module):\n"
+        "    def __init__(self, n):\n"
+        "        super().__init__(); self.fc = nn.Linear(64, n)\n"
+        "    def forward(self, x):\n"
+        "        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 20.00 GiB')\n"
+        "def net(trial, input_shape, n_classes):\n"
+        "    if trial.suggest_categorical('oom.hungry', [True, False]):\n"
+        "        return Hungry(n_classes)\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, n_classes))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
+    objective = Objective(
+        data=tiny_data,
+        space=SpaceConfig(plugin="oom_family:net"),
+        train=TrainConfig(max_epochs=1, batch_size=32, accelerator="cpu", root_dir=str(tmp_path)),
+    )
+    study.optimize(objective, n_trials=6, catch=(CandidateError,))
+    states = {t.params["oom.hungry"]: t for t in study.trials}
+    assert set(states) == {True, False}
+    for trial in study.trials:
+        if trial.params["oom.hungry"]:
+            assert trial.state == optuna.trial.TrialState.FAIL
+            assert trial.user_attrs["error"].startswith("OutOfMemoryError: CUDA out of memory")
+        else:
+            assert trial.state == optuna.trial.TrialState.COMPLETE
