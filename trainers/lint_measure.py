@@ -63,26 +63,11 @@ def measure_model(model: nn.Module, data: TensorData) -> Measured:
     return Measured(layers, (before, accuracy(model, data.x_val, data.y_val)), notes)
 
 
-@torch.no_grad()
 def fit_bn_with_dropout(model: nn.Module, batches: Iterator[Tensor]) -> None:
     """Estimate BN running stats as training does (dropout on) without changing any weight."""
-    bns = [m for m in model.modules() if is_batchnorm(m) and m.track_running_stats]
-    momenta = [bn.momentum for bn in bns]
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        model.train()
-        for bn in bns:
-            bn.reset_running_stats()
-            bn.momentum = None  # cumulative average over the pass, not the EMA's tail
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            for x in batches:
-                model(x)
-    finally:
-        for bn, momentum in zip(bns, momenta, strict=True):
-            bn.momentum = momentum
-        for module, mode in modes:
-            module.training = mode
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # the dropout masks: the same lint twice gives the same numbers
+        recalibrate_bn(model, batches, dropout=True)
 
 
 def probe(model: nn.Module, data: TensorData) -> Tensor:

@@ -24,12 +24,15 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, batches: Iterable[Any], max_batches: int | None = None) -> int:
+def recalibrate_bn(
+    model: nn.Module, batches: Iterable[Any], max_batches: int | None = None, *, dropout: bool = False
+) -> int:
     """Reset and re-estimate every BN layer's running mean/var in place; returns the layer count.
 
     Dropout layers (and everything else) run in eval mode; only BN layers are in train
-    mode, so they update their buffers. Parameters are never touched. Module modes and
-    BN momenta are restored afterwards.
+    mode, so they update their buffers. ``dropout=True`` runs the whole model in train mode
+    instead: the statistics training would leave (``search lint`` uses it to stand in for an
+    untrained model's). Parameters are never touched; modes and momenta are restored.
     """
     bns = [m for m in model.modules() if is_batchnorm(m) and m.track_running_stats]
     if not bns:
@@ -37,7 +40,7 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[Any], max_batches: int | 
     modes = [(m, m.training) for m in model.modules()]
     momenta = [bn.momentum for bn in bns]
     try:
-        model.eval()
+        model.train(dropout)
         for bn in bns:
             bn.reset_running_stats()
             bn.momentum = None  # cumulative moving average: every batch weighs the same
