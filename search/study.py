@@ -5,12 +5,16 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import socket
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 from optuna.trial import TrialState
@@ -32,9 +36,19 @@ SPACE_ATTR = "varshift.space"  # study user attr: the space a study was created 
 DATA_ATTR = "varshift.dataset"
 
 
-def make_sampler(config: RunConfig, n_existing: int = 0) -> optuna.samplers.BaseSampler:
-    """The sampler; its seed moves on with the study so a resumed run does not repeat itself."""
-    seed = config.seed + n_existing
+def sampler_seed(config: RunConfig, n_existing: int, worker: int = 0) -> int:
+    """The sampler's seed: from ``--seed``, the study's trial count (a resumed run does not
+    repeat itself) and this process (processes on many machines that join the study at the
+    same moment must not propose the same candidates). Trials stay re-runnable: each trial's
+    training seed follows from ``--seed`` and its number alone."""
+    host = zlib.crc32(socket.gethostname().encode())
+    entropy = [config.seed, n_existing, worker, os.getpid(), host]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def make_sampler(config: RunConfig, n_existing: int = 0, worker: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler of this process (see :func:`sampler_seed`)."""
+    seed = sampler_seed(config, n_existing, worker)
     if config.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if config.sampler == "qmc":
@@ -179,6 +193,11 @@ class TrialBudget:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return False
         if self.total is not None:
+            # A dead worker's trial is still RUNNING until someone fails it: do that first,
+            # or it would count toward the total forever (and its retry would never run).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
             busy = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
             if len(study.get_trials(deepcopy=False, states=busy)) >= self.total:
                 return False

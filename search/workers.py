@@ -67,8 +67,7 @@ def _worker(config: RunConfig, index: int, slots: Any, deadline: float | None, e
         study = optuna.load_study(
             study_name=config.resolved_study_name,
             storage=storage,
-            # Distinct seeds per worker, or they would all propose the same first candidates.
-            sampler=make_sampler(config, n_existing + 7919 * index),
+            sampler=make_sampler(config, n_existing, worker=index),
             pruner=build_pruner(config),
         )
 
