@@ -18,6 +18,8 @@ from trainers.variance_shift import (
     symmetric_ratio,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 FEATURES = 64
 SAMPLES = 20_000
 
