@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import multiprocessing as mp
+import os
 import statistics
 import tempfile
 import time
@@ -179,7 +180,7 @@ def pruner_pair(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any
     source = "command-line flags"
     if args.pruner is None and args.replay.is_file():
         rec = json.loads(args.replay.read_text())["verdicts"]["recommended"]
-        source = f"{args.replay} (recommended: {rec['name']})"
+        source = f"{os.path.relpath(args.replay)} (recommended: {rec['name']})"
     spec = args.pruner or rec.get("pruner") or "varshift+median"
     kw = dict(rec.get("make_pruner_kwargs") or {})
     for flag, key in (
