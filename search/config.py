@@ -46,9 +46,9 @@ class RunConfig:
     max_epochs: int = 20
     batch_size: int = 64
     pruner: str = "varshift+median"
-    # Defaults chosen by benchmarks/pruning_replay.py (6 settings x 60 candidates x 20 orders):
+    # Defaults chosen by benchmarks/pruning_replay.py (6 settings x 60 candidates x 50 orders):
     # varshift (dropout-induced > 1.3 after 1 epoch) + median (warm-up 2) kept the best
-    # candidate in every order of every setting at 0.36 of the epochs; see the README.
+    # candidate in every order of every setting at 0.35 of the epochs; see the README.
     shift_threshold: float = 1.3  # prune when the shift statistic is above this
     shift_warmup: int = 1  # epochs before the shift guard may prune
     shift_statistic: str = "dropout"  # "dropout" (dropout-induced) or "paper"
