@@ -20,7 +20,7 @@ from rich.console import Console
 from search import interrupts
 from search.config import ConfigError, build_config, load_toml
 from search.report import FORMATS, best_trials, render, trial_row
-from search.storage import DEFAULT_STORAGE, StorageError, create_storage, mask_url
+from search.storage import DEFAULT_STORAGE, StorageError, StorageUnavailable, create_storage, mask_url
 from spaces import SpecError
 from trainers.errors import DataError
 
@@ -354,6 +354,20 @@ def _fail(code: int, message: str) -> NoReturn:
     raise SystemExit(code)
 
 
+def _storage_lost(exc: BaseException) -> StorageUnavailable | None:
+    """The :class:`StorageUnavailable` behind ``exc``, if any. Optuna's trial bookkeeping can
+    mask it: when the final ``tell`` and the ``get_trial`` after it both fail, ``_run_trial``'s
+    ``finally`` raises an ``UnboundLocalError`` whose context is our error."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, StorageUnavailable):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turns every user mistake into one line and exit code 2."""
     interrupts.install()
@@ -388,6 +402,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a crash: finished trials are already in the storage
         if os.environ.get("VARSHIFT_DEBUG"):
             raise
+        lost = _storage_lost(exc)
+        if lost is not None:
+            _fail(1, str(lost))
         _fail(
             1,
             f"{type(exc).__name__}: {mask_url(str(exc)).splitlines()[0] if str(exc) else ''} "

@@ -122,10 +122,16 @@ class RetryingRDBStorage(optuna.storages.RDBStorage):
     retry_seconds: float = 60.0
 
 
+# Every storage call goes through the retry: the public API, and the private methods Optuna's
+# ``_CachedStorage`` (which wraps every RDB storage a study uses) calls on its backend directly.
 for _name in (
     *(n for n in vars(optuna.storages.BaseStorage) if not n.startswith("_")),
     "record_heartbeat",
     "_get_stale_trial_ids",
+    "_set_trial_param",
+    "_create_new_trial",
+    "_get_trials",
+    "_get_best_trial_id",
 ):
     if callable(getattr(optuna.storages.RDBStorage, _name, None)):
         setattr(RetryingRDBStorage, _name, _retrying(getattr(optuna.storages.RDBStorage, _name)))
