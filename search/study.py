@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -228,6 +229,22 @@ def make_objective(config: RunConfig, study_name: str, data: TensorData) -> Obje
     )
 
 
+def release_memory(*, freeze: bool = False) -> None:
+    """Free what the finished trial left in reference cycles (Lightning's Trainer and module
+    hold each other), then return cached GPU memory to the driver.
+
+    A full ``gc.collect()`` walks every object in the process: with torch, Lightning and
+    matplotlib loaded that is ~0.3 s, longer than a small candidate's whole training. With
+    ``freeze``, everything alive now (modules, data set, study caches) moves to the permanent
+    generation, so later collections walk only what trials allocate: call it after the first
+    trial, when the lazy imports trials trigger have happened."""
+    gc.collect()
+    if freeze:
+        gc.freeze()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def run_trials(
     config: RunConfig,
     study: optuna.Study,
@@ -238,11 +255,10 @@ def run_trials(
     """Run trials while the budget lasts; a trial whose candidate cannot train FAILs and the
     study goes on. Ctrl-C marks the running trial FAIL and re-raises: finished trials stay."""
     objective = make_objective(config, study.study_name, data)
+    first = True
     while budget.claim(study):
-        study.optimize(
-            objective, n_trials=1, catch=(CandidateError,), callbacks=list(callbacks), gc_after_trial=True
-        )
-        if torch.cuda.is_available():  # gc_after_trial freed the tensors; give the memory back
-            torch.cuda.empty_cache()
+        study.optimize(objective, n_trials=1, catch=(CandidateError,), callbacks=list(callbacks))
+        release_memory(freeze=first)
+        first = False
     if stop_requested():  # the interrupt landed between trials, where Python may swallow it
         raise KeyboardInterrupt

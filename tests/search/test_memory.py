@@ -1,5 +1,6 @@
 """Memory does not grow across trials in one process: each trial's model, optimizer and
-Trainer are released (Optuna's gc_after_trial, and torch.cuda.empty_cache() where a GPU is)."""
+Trainer are released by ``release_memory`` (a collection over a heap frozen after the first
+trial, and torch.cuda.empty_cache() where a GPU is), exactly as ``run_trials`` calls it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import optuna
 import pytest
 
 from search.objective import Objective
+from search.study import release_memory
 from spaces import SpaceConfig
 from trainers.data import TensorData
 from trainers.fit import TrainConfig
@@ -34,10 +36,11 @@ def test_memory_is_flat_over_20_trials(tiny_data: TensorData, tmp_path: Path) ->
         train=TrainConfig(max_epochs=1, batch_size=32, accelerator="cpu", root_dir=str(tmp_path)),
     )
     rss = []
-    for _ in range(20):
-        study.optimize(objective, n_trials=1, gc_after_trial=True)
-        gc.collect()
+    for i in range(20):
+        study.optimize(objective, n_trials=1)
+        release_memory(freeze=i == 0)
         rss.append(_rss_mb())
+    gc.unfreeze()  # the rest of the test session collects as usual
     # One such model with its AdamW state is ~1.7 MB; 15 leaked would be ~25 MB. Allow
     # allocator noise, not a per-trial leak.
     growth = rss[-1] - rss[4]
