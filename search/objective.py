@@ -7,6 +7,8 @@ intermediate values), so optuna-dashboard and ``optuna trials`` show it as is.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from dataclasses import dataclass, replace
 
 import optuna
@@ -108,6 +110,8 @@ class Objective:
     def _evaluate(self, trial: optuna.Trial) -> float:
         spec = suggest_architecture(trial, self.space, self.data.input_shape, self.data.n_classes)
         trial.set_user_attr("architecture", spec.describe())
+        # Which process on which machine ran it: workers of one study share its storage.
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         config = replace(self.train, seed=trial_seed(self.study_seed, trial.number))
         try:
             result = train_candidate(spec, self.data, config, TrialRecorder(trial))

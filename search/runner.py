@@ -56,7 +56,7 @@ def run_search(config: RunConfig) -> optuna.Study:
                 notes.refresh(study)
 
             if config.workers > 1:
-                run_workers(config, lambda event: advance(*event))
+                run_workers(config, lambda event: advance(*event), study, data)
             else:
                 run_trials(
                     config,

@@ -1,9 +1,10 @@
 """``--workers N``: N processes share one study through its storage, one device each.
 
-The parent opens (or creates) the study, then starts N spawned workers. Each worker pins
-itself to its device (its own GPUs through ``CUDA_VISIBLE_DEVICES``, or one torch thread
-per worker on the CPU), claims trial slots from a shared counter and runs them; finished
-trials flow back through a queue to the parent's single progress display.
+The parent opens (or creates) the study, then starts the spawned workers; on the CPU the
+parent itself is worker 0. Each worker pins itself to its device (its own GPUs through
+``CUDA_VISIBLE_DEVICES``, or one torch thread per worker on the CPU), claims trial slots
+from a shared counter and runs them; finished trials flow back through a queue to the
+parent's single progress display.
 
 Ctrl-C reaches every process of the terminal's process group: each worker marks its running
 trial FAIL and exits. A SIGTERM sent to the parent alone is forwarded to the workers.
@@ -26,6 +27,7 @@ from search import interrupts
 from search.config import RunConfig
 from search.storage import create_storage
 from search.study import TrialBudget, build_pruner, make_sampler, prepare, run_trials, set_threads
+from trainers.data import TensorData
 from trainers.ddp import environ
 
 log = logging.getLogger(__name__)
@@ -79,14 +81,28 @@ def _worker(config: RunConfig, index: int, slots: Any, deadline: float | None, e
         raise SystemExit(130) from None
 
 
-def run_workers(config: RunConfig, on_event: Callable[[Event], None]) -> None:
-    """Start ``config.workers`` processes on the (already opened) study and wait for them."""
+def run_workers(
+    config: RunConfig,
+    on_event: Callable[[Event], None],
+    study: optuna.Study | None = None,
+    data: TensorData | None = None,
+) -> None:
+    """Run ``config.workers`` workers on the (already opened) study and wait for them.
+
+    On the CPU, given the parent's ``study`` and ``data``, the parent is worker 0: it trains
+    while the spawned workers start (a spawned worker spends ~5 s importing torch and
+    Lightning before its first trial). With GPUs every worker is spawned, so each one pins
+    its own GPUs through ``CUDA_VISIBLE_DEVICES`` before CUDA starts."""
     ctx = mp.get_context("spawn")
     slots = ctx.Value("i", config.n_trials)
     events: Any = ctx.Queue()
     deadline = time.time() + config.timeout if config.timeout else None
+    groups = gpu_groups(config.workers, config.devices, config.accelerator)
+    in_parent = study is not None and data is not None and all(g is None for g in groups)
     procs = []
-    for index, gpus in enumerate(gpu_groups(config.workers, config.devices, config.accelerator)):
+    for index, gpus in enumerate(groups):
+        if index == 0 and in_parent:
+            continue
         with environ(CUDA_VISIBLE_DEVICES=gpus):
             proc = ctx.Process(
                 target=_worker,
@@ -96,10 +112,19 @@ def run_workers(config: RunConfig, on_event: Callable[[Event], None]) -> None:
             proc.start()
         procs.append(proc)
     try:
+        if in_parent:
+            assert study is not None and data is not None
+
+            def own(_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+                on_event((trial.number, trial.state.name, trial.value))
+                _drain(events, on_event, timeout=0.0)
+
+            budget = TrialBudget(config, slots, _monotonic_deadline(deadline))
+            run_trials(config, study, data, budget, callbacks=[own])
         while any(p.is_alive() for p in procs):
             _drain(events, on_event, timeout=0.5)
         _drain(events, on_event, timeout=0.0)
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, SIGTERM, or the parent's own trials failing: stop them all
         _stop(procs, events, on_event)
         raise
     failed = [p for p in procs if p.exitcode not in (0, 130)]
