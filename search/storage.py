@@ -77,6 +77,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+CREATE_ATTEMPTS = 8  # tries at opening a fresh database whose tables another worker is creating
+_CREATION_RACE = re.compile(r"already exists|duplicate key|UniqueViolation|DuplicateTable|UNIQUE constraint")
+
+
+def _lost_creation_race(err: sqlalchemy.exc.SQLAlchemyError) -> bool:
+    """Two workers created the tables (or the version row) of a fresh database at once."""
+    return bool(_CREATION_RACE.search(str(getattr(err, "orig", None) or err)))
+
+
 class StorageUnavailable(RuntimeError):
     """The storage stayed unreachable past the retry budget (exit code 1)."""
 
@@ -170,11 +179,20 @@ def create_storage(
                 grace_period=grace,
                 heartbeat_stale_trial_callback=retry,
             )
-        try:
-            storage = RetryingRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as err:
-            reason = mask_url(str(err.orig if err.orig is not None else err).strip().splitlines()[0])
-            raise StorageError(f"cannot connect to storage {mask_url(url)}: {reason}") from None
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                storage = RetryingRDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+                break
+            except sqlalchemy.exc.SQLAlchemyError as err:
+                if _lost_creation_race(err) and attempt + 1 < CREATE_ATTEMPTS:
+                    # Another worker is creating the tables of this fresh database right now
+                    # (optuna#1092); the next attempt finds them and skips creation.
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                if not isinstance(err, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+                    raise
+                reason = mask_url(str(err.orig if err.orig is not None else err).strip().splitlines()[0])
+                raise StorageError(f"cannot connect to storage {mask_url(url)}: {reason}") from None
     storage.retry_seconds = retry_seconds
     if is_sqlite:
         sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)

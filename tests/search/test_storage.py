@@ -4,7 +4,11 @@ reaches the user even when Optuna's own bookkeeping masks it."""
 from __future__ import annotations
 
 import inspect
+import multiprocessing as mp
 import re
+import uuid
+from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -93,3 +97,54 @@ def test_a_lost_database_masked_by_optuna_still_reaches_the_user() -> None:
         run_trial()
     assert cli._storage_lost(info.value) is lost
     assert cli._storage_lost(ValueError("other")) is None
+
+
+def _open_at_once(url: str, barrier: Any, errors: Any) -> None:
+    from search.storage import create_storage
+
+    barrier.wait()
+    try:
+        create_storage(url, heartbeat=False)
+    except Exception as err:  # reported to the test, which names it
+        errors.put(f"{type(err).__name__}: {err}")
+
+
+def _race(url: str, n: int = 6) -> list[str]:
+    ctx = mp.get_context("spawn")
+    barrier, errors = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_open_at_once, args=(url, barrier, errors)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert [p.exitcode for p in procs] == [0] * n
+    return found
+
+
+@pytest.mark.slow
+def test_workers_opening_a_fresh_sqlite_database_at_once_all_succeed(tmp_path: Path) -> None:
+    for i in range(3):  # a race: give it several chances to show
+        url = f"sqlite:///{tmp_path / f'fresh-{i}.db'}"
+        assert _race(url) == []
+        assert optuna.get_all_study_names(url) == []  # tables and version row are in place
+
+
+@pytest.mark.slow
+def test_workers_opening_a_fresh_postgres_database_at_once_all_succeed() -> None:
+    psycopg = pytest.importorskip("psycopg")
+    admin = "postgresql://postgres@127.0.0.1:5432/test"
+    for _ in range(3):
+        db = f"varshift_fresh_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {db}")
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
+        try:
+            assert _race(url) == []
+            assert optuna.get_all_study_names(url) == []
+        finally:
+            sqlalchemy.create_engine(url).dispose()
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
