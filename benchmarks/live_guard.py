@@ -16,41 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import multiprocessing as mp
 import os
 import statistics
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
+from pruning_replay import SETTINGS, json_safe, quiet  # same settings and helpers as the replay
+
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-SETTINGS: dict[str, tuple[str, str]] = {  # setting -> (--dataset, --family), as in pruning_replay.py
-    "digits-mlp": ("digits", "mlp"),
-    "digits-cnn": ("digits", "cnn"),
-    "mnist1d-mlp": ("mnist1d", "mlp"),
-    "mnist1d-cnn": ("mnist1d", "cnn"),
-    "mnist1d20k-mlp": ("mnist1d:20000", "mlp"),
-    "mnist1d20k-cnn": ("mnist1d:20000", "cnn"),
-}
 DROPOUT_NAMES = ("Dropout", "GaussianDropout", "Uout")  # Dropout1d/2d start with "Dropout" too
-
-
-def quiet() -> None:
-    warnings.filterwarnings("ignore")
-    import optuna
-    import pytorch_lightning  # noqa: F401  # its import sets its logger to INFO: import first
-
-    for name in ("pytorch_lightning", "lightning", "lightning_fabric", "lightning.pytorch"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-# --------------------------------------------------------------------------- arrangements
 
 
 def high_shift_from_params(params: dict[str, Any]) -> bool | None:
@@ -318,7 +297,7 @@ def write(
         "means": means,
         "studies": results,
     }
-    (args.out / "live_guard.json").write_text(json.dumps(_clean(payload), indent=1))
+    (args.out / "live_guard.json").write_text(json.dumps(json_safe(payload), indent=1))
     print(text)
 
 
@@ -336,16 +315,6 @@ def overrides(args: argparse.Namespace) -> str:
     return "".join(
         f" --{f.replace('_', '-')} {getattr(args, f)}" for f in OVERRIDES if getattr(args, f) is not None
     )
-
-
-def _clean(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
 
 
 def main() -> None:

@@ -825,18 +825,18 @@ def write_report(
         "correlations": correlations,
         "verdicts": verdicts,
     }
-    (args.out / "pruning_replay.json").write_text(json.dumps(_clean(payload), indent=1))
+    (args.out / "pruning_replay.json").write_text(json.dumps(json_safe(payload), indent=1))
     print(text)
 
 
-def _clean(x: Any) -> Any:
+def json_safe(x: Any) -> Any:
     """NaN is not JSON: write null."""
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
+        return {k: json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [json_safe(v) for v in x]
     return x
 
 
