@@ -57,7 +57,11 @@ def run(
     ] = None,
     total_trials: Annotated[
         str | None,
-        _opt("Stop once the study (all machines) holds this many finished trials.", "--total-trials"),
+        _opt(
+            "Start no trial once the study (all machines) holds this many finished or running ones; "
+            "workers checking at the same instant may each start one more.",
+            "--total-trials",
+        ),
     ] = None,
     timeout: Annotated[str | None, _opt("Stop starting trials after this many seconds.", "--timeout")] = None,
     dataset: Annotated[
