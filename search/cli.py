@@ -117,7 +117,15 @@ def run(
         str | None, _opt("Trials before the median pruner acts [5].", "--n-startup-trials")
     ] = None,
     sampler: Annotated[str | None, _opt("tpe, random or qmc [tpe].", "--sampler")] = None,
-    seed: Annotated[str | None, _opt("Study seed; trial seeds follow from it [0].", "--seed")] = None,
+    seed: Annotated[
+        str | None,
+        _opt(
+            "Seed of the data split, the trials' training and the sampler: the same command on a fresh "
+            "study proposes the same candidates. Separate processes on one study need different seeds. "
+            "[unset: split and training from 0, sampler seeded per process]",
+            "--seed",
+        ),
+    ] = None,
     heartbeat_interval: Annotated[
         str | None, _opt("Seconds between a running trial's heartbeats [10].", "--heartbeat-interval")
     ] = None,

@@ -55,7 +55,7 @@ class RunConfig:
     curve_warmup: int = 2  # epochs before the curve pruner (median/hyperband) may prune
     n_startup_trials: int = 5  # trials the median pruner waits for
     sampler: str = "tpe"
-    seed: int = 0
+    seed: int | None = None  # None: data split and training seeds from 0, sampler seeded per process
     workers: int = 1  # parallel trial processes, one device each
     heartbeat_interval: int = 10  # seconds between a running trial's heartbeats in the storage
     grace_period: int = 60  # a trial silent this long is failed and retried (its worker died)
@@ -83,6 +83,11 @@ class RunConfig:
         dataset = self.dataset.split(":")[0]
         family = self.family.replace(":", ".")  # module:function families
         return self.study_name or f"{dataset}-{family}"
+
+    @property
+    def base_seed(self) -> int:
+        """The seed of the data split and of every trial's training: ``--seed``, else 0."""
+        return 0 if self.seed is None else self.seed
 
     def space(self) -> SpaceConfig:
         """The search space these options describe (validated)."""

@@ -38,12 +38,19 @@ DATA_ATTR = "varshift.dataset"
 
 
 def sampler_seed(config: RunConfig, n_existing: int, worker: int = 0) -> int:
-    """The sampler's seed: from ``--seed``, the study's trial count (a resumed run does not
-    repeat itself) and this process (processes on many machines that join the study at the
-    same moment must not propose the same candidates). Trials stay re-runnable: each trial's
-    training seed follows from ``--seed`` and its number alone."""
-    host = zlib.crc32(socket.gethostname().encode())
-    entropy = [config.seed, n_existing, worker, os.getpid(), host]
+    """The sampler's seed, from the study's trial count (a resumed run does not repeat
+    itself) and the worker index within this command, plus:
+
+    * with ``--seed``, that seed alone: the same command on a fresh study proposes the same
+      candidates again. Processes started separately on one study (many machines) need
+      different seeds, or they propose the same candidates;
+    * without it, this process and host, so such processes never collide.
+
+    Trials stay re-runnable either way: each trial's training seed follows from
+    ``--seed`` (or 0) and its number alone."""
+    entropy = [config.base_seed, n_existing, worker]
+    if config.seed is None:
+        entropy += [os.getpid(), zlib.crc32(socket.gethostname().encode())]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
@@ -86,7 +93,7 @@ def prepare(config: RunConfig) -> tuple[TensorData, optuna.pruners.BasePruner]:
     """Everything that can fail on a user's mistake, done before any storage is touched."""
     data = load_dataset(
         config.dataset,
-        seed=config.seed,
+        seed=config.base_seed,
         data_dir=config.data_dir,
         download=config.download,
         augment=config.augment,
@@ -222,7 +229,7 @@ def make_objective(config: RunConfig, study_name: str, data: TensorData) -> Obje
         data=data,
         space=config.space(),
         train=train_config(config),
-        study_seed=config.seed,
+        study_seed=config.base_seed,
         recalibrate=config.recalibrate_bn,
         weights=WeightStore(artifact_root(config.storage, config.artifact_dir), study_name),
         explainer=TrialExplainer(artifact_store_path(config.storage, config.artifact_dir)),

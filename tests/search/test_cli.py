@@ -122,6 +122,21 @@ def test_resume_adds_trials_and_keeps_finished_ones(tmp_path: Path) -> None:
     assert after[2].params != after[0].params  # the resumed sampler does not replay trial 0
 
 
+def test_the_same_seed_proposes_the_same_candidates_and_no_seed_varies(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+
+    def params(*seed: str) -> list[dict[str, object]]:
+        name = f"seed-{uuid.uuid4().hex[:8]}"
+        search("run", "--study-name", name, "--storage", url, "--n-trials", "3", "--max-epochs", "1",
+               "-q", *seed, cwd=tmp_path)  # fmt: skip
+        return [t.params for t in optuna.load_study(study_name=name, storage=url).get_trials()]
+
+    first = params("--seed", "3")
+    assert params("--seed", "3") == first
+    assert params("--seed", "4") != first
+    assert params() != params()  # unset: each process seeds its own sampler
+
+
 def test_changed_space_on_an_existing_study_is_refused(tmp_path: Path) -> None:
     name = f"space-{uuid.uuid4().hex[:8]}"
     url = f"sqlite:///{tmp_path / 's.db'}"
