@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pruning_replay import SETTINGS, json_safe, quiet  # same settings and helpers as the replay
+from pruning_replay import DEFAULT_SETTINGS, SETTINGS, json_safe, quiet  # as in the replay
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -319,7 +319,9 @@ def overrides(args: argparse.Namespace) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", default="digits-mlp,mnist1d-mlp", help="from: " + ", ".join(SETTINGS))
+    parser.add_argument(
+        "--settings", default="digits-mlp,mnist1d-mlp", help="from: " + ", ".join(DEFAULT_SETTINGS)
+    )
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--n-trials", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=20)
@@ -353,7 +355,7 @@ def main() -> None:
         return
     args.settings = [s.strip() for s in args.settings.split(",") if s.strip()]
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    unknown = [s for s in args.settings if s not in SETTINGS]
+    unknown = [s for s in args.settings if s not in DEFAULT_SETTINGS]  # family spaces only
     if unknown:
         parser.error(f"unknown setting(s) {', '.join(unknown)}")
     guarded, alone, source = pruner_pair(args)

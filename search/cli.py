@@ -102,7 +102,7 @@ def run(
         ),
     ] = None,
     shift_threshold: Annotated[
-        str | None, _opt("Shift above which the guard prunes [1.3].", "--shift-threshold")
+        str | None, _opt("Shift above which the guard prunes [2.0].", "--shift-threshold")
     ] = None,
     shift_warmup: Annotated[
         str | None, _opt("Epochs before the shift guard may prune [1].", "--shift-warmup")
@@ -111,7 +111,7 @@ def run(
         str | None, _opt("dropout (dropout-induced) or paper [dropout].", "--shift-statistic")
     ] = None,
     curve_warmup: Annotated[
-        str | None, _opt("Epochs before median/hyperband may prune [2].", "--curve-warmup")
+        str | None, _opt("Epochs before median/hyperband may prune [3].", "--curve-warmup")
     ] = None,
     n_startup_trials: Annotated[
         str | None, _opt("Trials before the median pruner acts [5].", "--n-startup-trials")

@@ -128,7 +128,7 @@ class VarianceShiftPruner(BasePruner):
 
     def __init__(
         self,
-        threshold: float = 1.3,
+        threshold: float = 2.0,
         n_warmup_steps: int = 1,
         wrapped_pruner: BasePruner | None = None,
         statistic: str | ShiftStatistic = "dropout",
@@ -271,10 +271,10 @@ PRUNER_CHOICES = ("varshift", *_BASES, "none", *(f"varshift+{base}" for base in 
 def make_pruner(
     spec: str,
     *,
-    threshold: float = 1.3,
+    threshold: float = 2.0,
     warmup: int = 1,
     statistic: str | ShiftStatistic = "dropout",
-    curve_warmup: int = 2,
+    curve_warmup: int = 3,
     n_startup_trials: int = 5,
     max_epochs: int = 10,
     patience: int = 1,

@@ -124,7 +124,7 @@ def test_paper_statistic_reads_variance_shift_by_epoch_only() -> None:
     trial, step = _run(study, [0.5] * 3, [3.0, 3.0, 3.0], attr="variance_shift_by_epoch")
     assert step == 1
     assert explain_prune(pruner, study, trial).reason.startswith(
-        "variance shift 3.00 > 1.30"
+        "variance shift 3.00 > 2.00"
     )  # the default threshold
 
 
