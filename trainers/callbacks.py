@@ -57,6 +57,7 @@ class ShiftReporter(Callback):
         self.dropout_batches = dropout_batches
         self.measure = measure
         self.stats = BNInputStats()
+        self._first: BNInputStats | None = None  # self.stats after the first dropout_batches
         self.reports: list[EpochReport] = []
         self.stop_reason: str | None = None
 
@@ -65,6 +66,23 @@ class ShiftReporter(Callback):
         if trainer.sanity_checking or not self.measure:
             return
         self.stats.attach(_net(pl_module))
+        self._first = None
+
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: object,
+        batch: object,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        # The validation pass is the dropout-off pass of the probe's batches (eval mode, same
+        # weights, same batches in the same order): keep its sums, so the probe runs only the
+        # dropout-on pass.
+        if not trainer.sanity_checking and self.measure and batch_idx + 1 == self.dropout_batches:
+            self._first = self.stats.snapshot()
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -78,6 +96,8 @@ class ShiftReporter(Callback):
         if not history:
             return
         reduce = _sum_across_ranks(trainer) if trainer.world_size > 1 else None
+        if self._first is None and self.measure:  # fewer validation batches than the probe takes
+            self._first = self.stats.snapshot()
         self.stats.all_reduce(reduce)
         report = EpochReport(
             epoch=trainer.current_epoch,
@@ -109,7 +129,9 @@ class ShiftReporter(Callback):
             return {}
         # Each rank measures its own shard; the sums are added across ranks before the ratio.
         net = _net(pl_module)
-        return measure_dropout_shift(net, batches, max_batches=self.dropout_batches, reduce=reduce)
+        return measure_dropout_shift(
+            net, batches, max_batches=self.dropout_batches, reduce=reduce, off=self._first
+        )
 
 
 def _net(pl_module: pl.LightningModule) -> torch.nn.Module:

@@ -110,6 +110,13 @@ class BNInputStats:
 
         return hook
 
+    def snapshot(self) -> BNInputStats:
+        """A copy of the sums so far, with no hooks: e.g. the dropout-off sums of the first
+        validation batches, which :func:`measure_dropout_shift` can then skip recomputing."""
+        copy = BNInputStats()
+        copy._sums = {name: acc.clone() for name, acc in self._sums.items()}
+        return copy
+
     def all_reduce(self, fn: Callable[[Tensor], Tensor] | None = None) -> None:
         """Sum the raw sums across ranks with one collective call.
 
@@ -191,25 +198,34 @@ def measure_dropout_shift(
     batches: Iterable[Any],
     max_batches: int | None = 8,
     reduce: Callable[[Tensor], Tensor] | None = None,
+    off: BNInputStats | None = None,
 ) -> dict[str, float]:
     """``{bn_name: ratio of input variance with dropout on vs off}``, BN in eval mode.
 
     ``reduce`` sums the raw sums across ranks (see :meth:`BNInputStats.all_reduce`), so every
-    DDP rank measures its own shard and all get the statistic of the whole."""
+    DDP rank measures its own shard and all get the statistic of the whole.
+
+    ``off``, when given, holds the dropout-off sums of exactly these ``max_batches`` batches
+    with the model as it is now (e.g. a :meth:`BNInputStats.snapshot` taken during the
+    validation pass, which is that pass): only the dropout-on pass then runs."""
     if not _has_batchnorm(model):
         return {}
     dropouts = [m for m in model.modules() if is_dropout(m)]
-    off, on = BNInputStats(), BNInputStats()
+    measure_off = off is None
+    off = BNInputStats() if off is None else off.snapshot()
+    on = BNInputStats()
     with _measuring(model):
         model.eval()
-        off.attach(model)
+        if measure_off:
+            off.attach(model)
         on.attach(model)
         try:
             # Both passes per batch, so a one-shot iterator serves both.
             for x in _inputs(batches, max_batches, _module_device(model)):
-                _set_training(dropouts, False)
-                off.enabled, on.enabled = True, False
-                model(x)
+                if measure_off:
+                    _set_training(dropouts, False)
+                    off.enabled, on.enabled = True, False
+                    model(x)
                 if dropouts:
                     _set_training(dropouts, True)
                     off.enabled, on.enabled = False, True

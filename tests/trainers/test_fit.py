@@ -164,3 +164,34 @@ def test_minibatches_per_call_do_not_change_training(
         one.module.model.state_dict().items(), many.module.model.state_dict().items(), strict=True
     ):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("probe_batches", [1, 2, 5])
+def test_the_dropout_probe_reuses_the_validation_pass_and_measures_the_same(
+    config: TrainConfig, probe_batches: int
+) -> None:
+    """The validation pass is the probe's dropout-off pass; the recorded dropout shift must
+    equal a standalone measurement (both passes) on the final weights and the same batches.
+    1500 validation samples make 3 batches of 512: the probe takes the first, the first two,
+    or all (fewer batches than it asks for)."""
+    import numpy as np
+
+    from trainers.data import TensorBatches, split_arrays
+    from trainers.variance_shift import measure_dropout_shift
+
+    rng = np.random.default_rng(0)
+    y = np.arange(1800) % 10
+    x = (rng.normal(size=(1800, 64)) + (np.arange(64)[None] % 10 == y[:, None])).astype(np.float32)
+    data = split_arrays("probe", x.reshape(-1, 1, 8, 8), y, val_fraction=1500 / 1800)
+    cfg = dataclasses.replace(config, max_epochs=2, dropout_batches=probe_batches)
+    spec = _spec(DROP_BN_ACT, BlockSpec(16, "tanh", True, "gaussian", 0.3, ("act", "drop", "bn")))
+    result = _train(spec, data, cfg)
+    batches = TensorBatches(data.x_val, data.y_val, 512)
+    standalone = measure_dropout_shift(result.module.model, batches, max_batches=probe_batches)
+    recorded = result.reports[-1].dropout_shift
+    assert set(recorded) == {"blocks.0.bn", "blocks.1.bn"}
+    assert recorded == pytest.approx(standalone, rel=1e-9)
+    # On other batches the estimate differs: the test would see the probe reading the wrong ones.
+    if probe_batches == 1:
+        other = measure_dropout_shift(result.module.model, batches, max_batches=3)
+        assert other != pytest.approx(standalone, rel=1e-9)
