@@ -156,6 +156,18 @@ def run(
         ),
     ] = None,
     bn: Annotated[str | None, _opt("BatchNorm per block: search, always, never [search].", "--bn")] = None,
+    dropout: Annotated[
+        str | None,
+        _opt("Dropout per block: search (may be absent) or always [search].", "--dropout"),
+    ] = None,
+    placements: Annotated[
+        str | None,
+        _opt(
+            "Where dropout may go: blocks (with BN/act, in any order), head (only before the "
+            "classifier, the paper's remedy) [blocks,head].",
+            "--placements",
+        ),
+    ] = None,
     depth: Annotated[str | None, _opt("Block count range LOW,HIGH [1,3].", "--depth")] = None,
     widths: Annotated[str | None, _opt("Width choices, e.g. 32,64,128.", "--widths")] = None,
     activations: Annotated[

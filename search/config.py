@@ -66,6 +66,8 @@ class RunConfig:
     accelerator: str = "auto"
     threads: int = 0  # torch threads per worker; 0 = auto (1: small models, no oversubscription)
     bn: str = "search"  # "search" BN's presence per block, or fix it: "always", "never"
+    dropout: str = "search"  # "search": a block may go without dropout; "always": every block has it
+    placements: tuple[str, ...] | None = None  # where dropout may go: "blocks", "head" (after the last BN)
     per_block: bool = False  # choose BN/Dropout/activation per block instead of shared
     depth: tuple[int, int] | None = None  # None: the family's default range
     widths: tuple[int, ...] | None = None
@@ -100,6 +102,7 @@ class RunConfig:
                 "activations",
                 "dropout_kinds",
                 "dropout_rate",
+                "placements",
                 "orders",
                 "lr",
                 "weight_decay",
@@ -112,6 +115,8 @@ class RunConfig:
             raise ConfigError(str(err)) from None
         if self.bn != "search":
             overrides["bn_choices"] = (self.bn == "always",)
+        if self.dropout == "always":
+            overrides["allow_no_dropout"] = False
         try:
             return SpaceConfig.for_family(
                 space_family, share_blocks=not self.per_block, plugin=plugin, **overrides
@@ -138,7 +143,7 @@ _INT = {
 }
 _FLOAT = {"timeout", "shift_threshold", "storage_retry"}
 _BOOL = {"per_block", "quiet", "download", "augment"}
-_STR_LIST = {"activations", "dropout_kinds", "orders"}
+_STR_LIST = {"activations", "dropout_kinds", "orders", "placements"}
 _RANGES = {"depth": int, "dropout_rate": float, "lr": float, "weight_decay": float}
 _MINIMUM = {
     "n_trials": 1,
@@ -261,6 +266,7 @@ def validate(config: RunConfig) -> None:
         check_choice("accelerator", config.accelerator, ACCELERATORS)
         check_choice("shift statistic", config.shift_statistic, ("dropout", "paper"))
         check_choice("--bn value", config.bn, ("search", "always", "never"))
+        check_choice("--dropout value", config.dropout, ("search", "always"))
     except SpecError as err:
         raise ConfigError(str(err)) from None
     if config.shift_threshold <= 1.0:

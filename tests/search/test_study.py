@@ -33,3 +33,14 @@ def test_workers_and_resumed_runs_get_their_own_seeds(seed: str | None) -> None:
     config = build_config(cli_values={"seed": seed})
     seeds = {sampler_seed(config, n, worker=w) for n in (0, 5) for w in (0, 1)}
     assert len(seeds) == 4
+
+
+def test_the_placement_space_from_options() -> None:
+    """--bn always --dropout always --placements blocks: every block has BN and dropout, so
+    where dropout goes (and at which rate) is the search."""
+    space = build_config(cli_values={"bn": "always", "dropout": "always", "placements": "blocks"}).space()
+    assert space.bn_choices == (True,)
+    assert space.placements == ("blocks",)
+    assert space.allow_no_dropout is False
+    default = build_config().space()
+    assert default.placements == ("blocks", "head") and default.allow_no_dropout
