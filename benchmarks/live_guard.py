@@ -25,10 +25,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pruning_replay import DEFAULT_SETTINGS, SETTINGS, json_safe, quiet  # as in the replay
+from pruning_replay import SETTINGS, json_safe, quiet  # as in the replay
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
+# The replay's placement space (PLACEMENT_SPACE there) as `search run` options.
+PLACEMENT_OPTIONS = {"bn": "always", "dropout": "always", "placements": "blocks"}
 DROPOUT_NAMES = ("Dropout", "GaussianDropout", "Uout")  # Dropout1d/2d start with "Dropout" too
 
 
@@ -94,6 +96,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             "threads": 1,
             "workers": 1,
             "quiet": True,
+            **(PLACEMENT_OPTIONS if job["setting"].endswith("-placement") else {}),
             **job["pruner"],
         }
     )
@@ -319,9 +322,7 @@ def overrides(args: argparse.Namespace) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--settings", default="digits-mlp,mnist1d-mlp", help="from: " + ", ".join(DEFAULT_SETTINGS)
-    )
+    parser.add_argument("--settings", default="digits-mlp,mnist1d-mlp", help="from: " + ", ".join(SETTINGS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--n-trials", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=20)
@@ -355,7 +356,7 @@ def main() -> None:
         return
     args.settings = [s.strip() for s in args.settings.split(",") if s.strip()]
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    unknown = [s for s in args.settings if s not in DEFAULT_SETTINGS]  # family spaces only
+    unknown = [s for s in args.settings if s not in SETTINGS]
     if unknown:
         parser.error(f"unknown setting(s) {', '.join(unknown)}")
     guarded, alone, source = pruner_pair(args)
