@@ -12,13 +12,14 @@ trial FAIL and exits. A SIGTERM sent to the parent alone is forwarded to the wor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
 import queue
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import optuna
@@ -53,11 +54,11 @@ def gpu_groups(n_workers: int, per_trial: int, accelerator: str) -> list[str | N
 def _worker(config: RunConfig, index: int, slots: Any, deadline: float | None, events: Any) -> None:
     """One worker process: load the study and run trials while slots remain."""
     interrupts.install()
-    from search.runner import quiet_libraries
-
-    quiet_libraries()
-    set_threads(config)
     try:
+        from search.runner import quiet_libraries
+
+        quiet_libraries()
+        set_threads(config)
         data, _ = prepare(config)
         storage = create_storage(
             config.storage,
@@ -103,7 +104,7 @@ def run_workers(
     for index, gpus in enumerate(groups):
         if index == 0 and in_parent:
             continue
-        with environ(CUDA_VISIBLE_DEVICES=gpus):
+        with environ(CUDA_VISIBLE_DEVICES=gpus), _child_ignores_sigint():
             proc = ctx.Process(
                 target=_worker,
                 args=(config, index, slots, _monotonic_deadline(deadline), events),
@@ -132,6 +133,21 @@ def run_workers(
         raise KeyboardInterrupt
     if failed:
         raise RuntimeError(f"{len(failed)} worker(s) failed, exit codes {[p.exitcode for p in failed]}")
+
+
+@contextlib.contextmanager
+def _child_ignores_sigint() -> Iterator[None]:
+    """Start a worker with SIGINT ignored (an ignored signal stays ignored across exec, and
+    Python then installs no KeyboardInterrupt handler), until ``_worker`` installs its own.
+
+    A Ctrl-C that lands while the worker is still importing torch would otherwise print a
+    traceback from the middle of an import. The parent gets the same Ctrl-C and sends every
+    worker SIGTERM, which ends a still-starting worker silently (it has no trial yet)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _monotonic_deadline(wall_deadline: float | None) -> float | None:

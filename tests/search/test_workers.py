@@ -189,15 +189,15 @@ def _start_long_search(cwd: Path, url: str, name: str) -> subprocess.Popen[str]:
 def _wait_until_both_workers_are_busy(
     proc: subprocess.Popen[str], db: Path, url: str, name: str
 ) -> list[optuna.trial.FrozenTrial]:
-    """Two RUNNING trials (one per worker: a worker runs one at a time), or two finished trials
-    and one running (the other worker between trials), so that the signal lands mid-trial."""
+    """Both workers (the parent and the spawned one) have run trials and one is running now,
+    so that the signal lands mid-trial with both processes past their start-up."""
     wait_for(lambda: study_exists(db, name), proc, 120, "study in the storage")
 
     def busy() -> list[optuna.trial.FrozenTrial] | None:
         trials = load(url, name)
         running = sum(t.state == TrialState.RUNNING for t in trials)
-        done = sum(t.state in FINISHED for t in trials)
-        return trials if running >= 2 or (done >= 2 and running >= 1) else None
+        workers = {t.user_attrs.get("worker") for t in trials} - {None}
+        return trials if len(workers) >= 2 and running >= 1 else None
 
     return wait_for(busy, proc, 180, "both workers busy")
 
@@ -256,6 +256,19 @@ def test_ctrl_c_stops_every_worker_and_the_study_resumes(sqlite_study: Any) -> N
     assert all(t.state in FINISHED for t in new), [(t.number, t.state.name) for t in new]
     old = {t.number: (t.state, t.value, t.params) for t in trials}
     assert {t.number: (t.state, t.value, t.params) for t in resumed if t.number in old} == old
+
+
+def test_ctrl_c_while_a_worker_is_still_starting(sqlite_study: Any) -> None:
+    """Ctrl-C as soon as the parent runs its first trial, while the spawned worker is most
+    likely still importing torch: the same one line and exit 130, no traceback from inside an
+    import, nobody left behind."""
+    cwd, db, url, name = sqlite_study
+    proc = _start_long_search(cwd, url, name)
+    wait_for(lambda: study_exists(db, name), proc, 120, "study in the storage")
+    wait_for(lambda: load(url, name) or None, proc, 120, "a first trial")
+    signalled = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    _assert_stopped_cleanly(proc, url, name, {}, signalled)
 
 
 def test_sigterm_to_the_parent_alone_stops_every_worker(sqlite_study: Any) -> None:
