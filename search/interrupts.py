@@ -20,7 +20,7 @@ from typing import Any
 
 import optuna  # noqa: F401  # sets up the handler of Optuna's logger that install() filters
 
-from trainers.stop import request_stop, stop_requested
+from trainers.stop import interrupts_are_deferred, request_stop, stop_requested
 
 
 def install() -> None:
@@ -62,5 +62,5 @@ def _no_interrupt_traceback(record: logging.LogRecord) -> bool:
 def _handle(signum: int, frame: Any) -> None:
     first = not stop_requested()
     request_stop()
-    if first:
+    if first and not interrupts_are_deferred():
         raise KeyboardInterrupt

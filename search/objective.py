@@ -24,6 +24,7 @@ from trainers.fit import TrainConfig, TrainResult, train_candidate
 from trainers.model import save_model
 from trainers.module import NonFiniteLossError
 from trainers.recalibrate import recalibrate_and_score
+from trainers.stop import interrupts_deferred
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +93,19 @@ class Objective:
     explainer: TrialExplainer | None = None  # writes the trial note and plots once it ends
 
     def __call__(self, trial: optuna.Trial) -> float:
-        try:
-            value = self._evaluate(trial)
-        except optuna.TrialPruned:
-            self._explain(trial, TrialState.PRUNED, None)
-            raise
-        except CandidateError:
-            self._explain(trial, TrialState.FAIL, None)
-            raise
-        self._explain(trial, TrialState.COMPLETE, value)
-        return value
+        # Interrupts raise at once in here (and at once on entry, for one that came while
+        # Optuna was creating the trial): Optuna then marks the trial FAIL.
+        with interrupts_deferred(False):
+            try:
+                value = self._evaluate(trial)
+            except optuna.TrialPruned:
+                self._explain(trial, TrialState.PRUNED, None)
+                raise
+            except CandidateError:
+                self._explain(trial, TrialState.FAIL, None)
+                raise
+            self._explain(trial, TrialState.COMPLETE, value)
+            return value
 
     def _explain(self, trial: optuna.Trial, state: TrialState, value: float | None) -> None:
         if self.explainer is not None:

@@ -29,7 +29,7 @@ from search.weights import WeightStore, artifact_root
 from spaces.spec import CONV_FAMILIES
 from trainers.data import TensorData, load_dataset
 from trainers.fit import TrainConfig
-from trainers.stop import stop_requested
+from trainers.stop import interrupts_deferred, stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,8 @@ def run_trials(
     objective = make_objective(config, study.study_name, data)
     first = True
     while budget.claim(study):
-        study.optimize(objective, n_trials=1, catch=(CandidateError,), callbacks=list(callbacks))
+        with interrupts_deferred():  # the objective turns them on again (see Objective.__call__)
+            study.optimize(objective, n_trials=1, catch=(CandidateError,), callbacks=list(callbacks))
         release_memory(freeze=first)
         first = False
     if stop_requested():  # the interrupt landed between trials, where Python may swallow it

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 _STOP = threading.Event()
+_DEFERRED = False
 
 
 def request_stop() -> None:
@@ -14,3 +17,27 @@ def request_stop() -> None:
 
 def stop_requested() -> bool:
     return _STOP.is_set()
+
+
+@contextlib.contextmanager
+def interrupts_deferred(deferred: bool = True) -> Iterator[None]:
+    """While active, a stop signal only sets the flag; it does not raise KeyboardInterrupt
+    wherever the process happens to be.
+
+    ``run_trials`` defers interrupts around Optuna's trial bookkeeping: an exception between
+    ``study.ask()`` and the objective, or inside ``tell``, would leave a trial RUNNING. The
+    objective turns them back on (``deferred=False``), raising at once if a stop came in
+    between, so Optuna marks the trial FAIL."""
+    global _DEFERRED
+    previous = _DEFERRED
+    _DEFERRED = deferred
+    try:
+        if not deferred and _STOP.is_set():
+            raise KeyboardInterrupt
+        yield
+    finally:
+        _DEFERRED = previous
+
+
+def interrupts_are_deferred() -> bool:
+    return _DEFERRED

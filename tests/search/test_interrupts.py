@@ -9,6 +9,8 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -88,3 +90,35 @@ def test_the_interrupted_trial_is_logged_in_one_line(seen: Seen) -> None:
     assert "Trial 0 failed" in err and "KeyboardInterrupt" in err
     assert "Traceback" not in err
     assert study.trials[0].state == optuna.trial.TrialState.FAIL
+
+
+class _SignalsWhileAsking(optuna.samplers.RandomSampler):
+    """Delivers Ctrl-C inside ``study.ask()``: the trial exists (RUNNING), the objective has
+    not started: the window where an exception would leave the trial RUNNING for good."""
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        super().before_trial(study, trial)
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_ctrl_c_while_optuna_creates_the_trial_fails_it(seen: Seen, tiny_data: Any, tmp_path: Path) -> None:
+    from search.objective import Objective
+    from spaces import SpaceConfig
+    from trainers.fit import TrainConfig
+
+    study = optuna.create_study(direction="maximize", sampler=_SignalsWhileAsking(seed=0))
+    objective = Objective(
+        data=tiny_data,
+        space=SpaceConfig(depth=(1, 1), widths=(8,)),
+        train=TrainConfig(max_epochs=1, accelerator="cpu", root_dir=str(tmp_path)),
+    )
+    with pytest.raises(KeyboardInterrupt), stop.interrupts_deferred():  # as run_trials does
+        study.optimize(objective, n_trials=1)
+    assert stop.stop_requested()
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
+
+
+def test_outside_optuna_bookkeeping_an_interrupt_raises_where_it_lands(seen: Seen) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+    assert stop.stop_requested()
