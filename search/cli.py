@@ -23,6 +23,7 @@ from search.report import FORMATS, best_trials, render, trial_row
 from search.storage import DEFAULT_STORAGE, StorageError, StorageUnavailable, create_storage, mask_url
 from spaces import SpecError
 from trainers.errors import DataError
+from trainers.stop import stop_requested
 
 app = typer.Typer(
     add_completion=False,
@@ -120,8 +121,9 @@ def run(
     seed: Annotated[
         str | None,
         _opt(
-            "Seed of the data split, the trials' training and the sampler: the same command on a fresh "
-            "study proposes the same candidates. Separate processes on one study need different seeds. "
+            "Seed of the data split, the trials' training and the sampler: the same command (one "
+            "worker) on a fresh study proposes the same candidates. Separate processes on one study "
+            "need different seeds. "
             "[unset: split and training from 0, sampler seeded per process]",
             "--seed",
         ),
@@ -427,6 +429,8 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("VARSHIFT_DEBUG"):
             raise
         lost = _storage_lost(exc)
+        if lost is not None and stop_requested():
+            _fail(130, "interrupted while the storage was unreachable; finished trials are saved")
         if lost is not None:
             _fail(1, str(lost))
         _fail(

@@ -26,6 +26,8 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from trainers.stop import stop_requested
+
 log = logging.getLogger(__name__)
 
 DEFAULT_STORAGE = "sqlite:///studies.db"
@@ -116,8 +118,14 @@ def _retrying(method: Callable[..., Any]) -> Callable[..., Any]:
                     raise StorageUnavailable(
                         f"storage {mask_url(self.url)} unreachable for {self.retry_seconds:.0f} s: {reason}"
                     ) from None
+                if stop_requested():  # Ctrl-C while waiting for the database: stop waiting
+                    raise StorageUnavailable(
+                        f"storage {mask_url(self.url)} unreachable; stopped retrying on interrupt"
+                    ) from None
                 log.warning("storage unreachable (%s); retrying in %.1f s", type(err).__name__, delay)
-                time.sleep(min(delay, deadline - now))
+                wake = now + min(delay, deadline - now)
+                while not stop_requested() and time.monotonic() < wake:  # Ctrl-C ends the wait
+                    time.sleep(min(0.2, max(0.0, wake - time.monotonic())))
                 delay = min(delay * 2, 10.0)
 
     return call

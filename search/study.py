@@ -236,6 +236,9 @@ def make_objective(config: RunConfig, study_name: str, data: TensorData) -> Obje
     )
 
 
+_HEAP_FROZEN = False  # release_memory(freeze=True) has run in this process
+
+
 def release_memory(*, freeze: bool = False) -> None:
     """Free what the finished trial left in reference cycles (Lightning's Trainer and module
     hold each other), then return cached GPU memory to the driver.
@@ -261,12 +264,14 @@ def run_trials(
 ) -> None:
     """Run trials while the budget lasts; a trial whose candidate cannot train FAILs and the
     study goes on. Ctrl-C marks the running trial FAIL and re-raises: finished trials stay."""
+    global _HEAP_FROZEN
     objective = make_objective(config, study.study_name, data)
-    first = True
     while budget.claim(study):
         with interrupts_deferred():  # the objective turns them on again (see Objective.__call__)
             study.optimize(objective, n_trials=1, catch=(CandidateError,), callbacks=list(callbacks))
-        release_memory(freeze=first)
-        first = False
+        # Freeze once per process: a later run_trials (several studies in one process) would
+        # otherwise freeze the previous study's objects, which then could never be collected.
+        release_memory(freeze=not _HEAP_FROZEN)
+        _HEAP_FROZEN = True
     if stop_requested():  # the interrupt landed between trials, where Python may swallow it
         raise KeyboardInterrupt

@@ -30,6 +30,7 @@ from search.storage import create_storage
 from search.study import TrialBudget, build_pruner, make_sampler, prepare, run_trials, set_threads
 from trainers.data import TensorData
 from trainers.ddp import environ
+from trainers.stop import stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +101,19 @@ def run_workers(
     deadline = time.time() + config.timeout if config.timeout else None
     groups = gpu_groups(config.workers, config.devices, config.accelerator)
     in_parent = study is not None and data is not None and all(g is None for g in groups)
-    procs = []
-    for index, gpus in enumerate(groups):
-        if index == 0 and in_parent:
-            continue
-        with environ(CUDA_VISIBLE_DEVICES=gpus), _child_ignores_sigint():
-            proc = ctx.Process(
-                target=_worker,
-                args=(config, index, slots, _monotonic_deadline(deadline), events),
-                name=f"varshift-worker-{index}",
-            )
-            proc.start()
-        procs.append(proc)
+    procs: list[Any] = []
     try:
+        for index, gpus in enumerate(groups):
+            if index == 0 and in_parent:
+                continue
+            with environ(CUDA_VISIBLE_DEVICES=gpus), _child_ignores_sigint():
+                proc = ctx.Process(
+                    target=_worker,
+                    args=(config, index, slots, _monotonic_deadline(deadline), events),
+                    name=f"varshift-worker-{index}",
+                )
+                proc.start()
+            procs.append(proc)
         if in_parent:
             assert study is not None and data is not None
 
@@ -123,6 +124,8 @@ def run_workers(
             budget = TrialBudget(config, slots, _monotonic_deadline(deadline))
             run_trials(config, study, data, budget, callbacks=[own])
         while any(p.is_alive() for p in procs):
+            if stop_requested():  # an interrupt swallowed in a finaliser still stops them all
+                raise KeyboardInterrupt
             _drain(events, on_event, timeout=0.5)
         _drain(events, on_event, timeout=0.0)
     except BaseException:  # Ctrl-C, SIGTERM, or the parent's own trials failing: stop them all

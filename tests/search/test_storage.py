@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import multiprocessing as mp
 import re
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,17 @@ def test_workers_opening_a_fresh_postgres_database_at_once_all_succeed() -> None
             sqlalchemy.create_engine(url).dispose()
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+def test_an_interrupt_stops_the_retry_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainers import stop
+
+    flaky = _Flaky(failures=10**6, retry_seconds=60)
+    stop.request_stop()  # Ctrl-C arrived while Optuna's bookkeeping deferred it
+    try:
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable, match="stopped retrying on interrupt"):
+            flaky.call()  # type: ignore[misc]
+        assert time.monotonic() - started < 5 and flaky.calls == 1  # no retry after a stop
+    finally:
+        stop._STOP.clear()

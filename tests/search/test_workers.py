@@ -157,7 +157,7 @@ def test_two_workers_share_a_sqlite_study_without_lock_errors(sqlite_study: Any)
     # enough trials that it still finds work on a loaded machine.
     proc = search(
         "run", "--study-name", name, "--storage", url, "--workers", "2", "--n-trials", "40",
-        "--max-epochs", "2", "-q", cwd=cwd,
+        "--max-epochs", "4", "-q", cwd=cwd,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "database is locked" not in proc.stderr
