@@ -3,12 +3,13 @@ never ask for them (the CLI's, the pruner's) do not pay for them at collection."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
+    from spaces import SpaceConfig
     from trainers.data import TensorData
 
 TINY_SAMPLES = 200
@@ -48,3 +49,25 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def shifty_space() -> Callable[[int], SpaceConfig]:
+    """``shifty_space(depth)``: a space whose every candidate has ``depth`` blocks, each with BN
+    fed by Bernoulli dropout (q 0.4-0.5): a variance shift to measure, explain and recalibrate."""
+    from spaces import SpaceConfig
+
+    def make(depth: int) -> SpaceConfig:
+        return SpaceConfig(
+            depth=(depth, depth),
+            widths=(16,),
+            bn_choices=(True,),
+            placements=("blocks",),
+            dropout_kinds=("bernoulli",),
+            allow_no_dropout=False,
+            dropout_rate=(0.4, 0.5),
+            orders=("drop-bn-act",),
+            lr=(1e-2, 1e-2),
+        )
+
+    return make

@@ -4,6 +4,7 @@ a broken artifact store or storage never fails a trial or a run."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -19,28 +20,24 @@ from trainers.fit import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# BN and Bernoulli dropout before it in every block: a shift to show.
-SHIFTY = SpaceConfig(
-    depth=(2, 2),
-    widths=(16,),
-    bn_choices=(True,),
-    placements=("blocks",),
-    dropout_kinds=("bernoulli",),
-    allow_no_dropout=False,
-    dropout_rate=(0.4, 0.5),
-    orders=("drop-bn-act",),
-    lr=(1e-2, 1e-2),
-)
+
+@pytest.fixture
+def space(shifty_space: Callable[[int], SpaceConfig]) -> SpaceConfig:
+    return shifty_space(2)  # two BN layers with dropout before each: a shift to show
 
 
 def _run(
-    data: TensorData, tmp_path: Path, store: Path, pruner: optuna.pruners.BasePruner | None = None
+    space: SpaceConfig,
+    data: TensorData,
+    tmp_path: Path,
+    store: Path,
+    pruner: optuna.pruners.BasePruner | None = None,
 ) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", pruner=pruner or optuna.pruners.NopPruner())
     objective = Objective(
         data=data,
-        space=SHIFTY,
+        space=space,
         train=TrainConfig(max_epochs=2, batch_size=32, accelerator="cpu", root_dir=str(tmp_path)),
         recalibrate="never",
         explainer=TrialExplainer(store),
@@ -53,8 +50,10 @@ def _trial_note(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
     return get_note(optuna.Trial(study, trial._trial_id))
 
 
-def test_a_finished_trial_gets_its_note_and_two_plots(tiny_data: TensorData, tmp_path: Path) -> None:
-    study = _run(tiny_data, tmp_path, tmp_path / "store")
+def test_a_finished_trial_gets_its_note_and_two_plots(
+    space: SpaceConfig, tiny_data: TensorData, tmp_path: Path
+) -> None:
+    study = _run(space, tiny_data, tmp_path, tmp_path / "store")
     trial = study.trials[0]
     layers = trial.user_attrs["variance_shift_layers"]
     assert set(layers) == set(trial.user_attrs["variance_shift"]) == {"blocks.0.bn", "blocks.1.bn"}
@@ -71,8 +70,8 @@ def test_a_finished_trial_gets_its_note_and_two_plots(tiny_data: TensorData, tmp
         assert meta.mimetype == "image/png"
 
 
-def test_a_pruned_trial_says_why(tiny_data: TensorData, tmp_path: Path) -> None:
-    study = _run(tiny_data, tmp_path, tmp_path / "store", optuna.pruners.ThresholdPruner(lower=1.1))
+def test_a_pruned_trial_says_why(space: SpaceConfig, tiny_data: TensorData, tmp_path: Path) -> None:
+    study = _run(space, tiny_data, tmp_path, tmp_path / "store", optuna.pruners.ThresholdPruner(lower=1.1))
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.PRUNED
     note = _trial_note(study, trial)
@@ -81,12 +80,12 @@ def test_a_pruned_trial_says_why(tiny_data: TensorData, tmp_path: Path) -> None:
 
 
 def test_a_broken_artifact_store_never_fails_the_trial(
-    tiny_data: TensorData, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    space: SpaceConfig, tiny_data: TensorData, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the store should be")
     with caplog.at_level(logging.WARNING, logger="search.explain"):
-        study = _run(tiny_data, tmp_path, blocked)
+        study = _run(space, tiny_data, tmp_path, blocked)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None
     assert "could not store the plots of trial 0" in caplog.text
@@ -94,9 +93,9 @@ def test_a_broken_artifact_store_never_fails_the_trial(
 
 
 def test_study_note_is_throttled_and_failures_are_logged(
-    tiny_data: TensorData, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    space: SpaceConfig, tiny_data: TensorData, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    study = _run(tiny_data, tmp_path, tmp_path / "store")
+    study = _run(space, tiny_data, tmp_path, tmp_path / "store")
     notes = StudyNotes(interval=3600.0)
     assert notes.refresh(study) and not notes.refresh(study) and notes.refresh(study, force=True)
     assert "Best accuracy per arrangement" in get_note(study)

@@ -3,6 +3,7 @@ kept weights and export."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -17,26 +18,20 @@ from trainers.model import load_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# Always BN and Bernoulli dropout in the blocks, Dropout before BN: a shift to recalibrate.
-SHIFTY = SpaceConfig(
-    depth=(1, 1),
-    widths=(16,),
-    bn_choices=(True,),
-    placements=("blocks",),
-    dropout_kinds=("bernoulli",),
-    allow_no_dropout=False,
-    dropout_rate=(0.4, 0.5),
-    orders=("drop-bn-act",),
-    lr=(1e-2, 1e-2),
-)
+
+@pytest.fixture
+def space(shifty_space: Callable[[int], SpaceConfig]) -> SpaceConfig:
+    return shifty_space(1)  # Dropout before BN: a shift to recalibrate
 
 
-def _run(data: TensorData, recalibrate: str, tmp_path: Path, n_trials: int = 1) -> optuna.Study:
+def _run(
+    space: SpaceConfig, data: TensorData, recalibrate: str, tmp_path: Path, n_trials: int = 1
+) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
     objective = Objective(
         data=data,
-        space=SHIFTY,
+        space=space,
         train=TrainConfig(max_epochs=2, batch_size=32, accelerator="cpu", root_dir=str(tmp_path)),
         recalibrate=recalibrate,
         weights=WeightStore(tmp_path, "s", keep=2),
@@ -46,8 +41,10 @@ def _run(data: TensorData, recalibrate: str, tmp_path: Path, n_trials: int = 1) 
 
 
 @pytest.mark.parametrize("policy", ["always", "auto"])
-def test_recalibration_records_and_value(tiny_data: TensorData, tmp_path: Path, policy: str) -> None:
-    trial = _run(tiny_data, policy, tmp_path).trials[0]
+def test_recalibration_records_and_value(
+    space: SpaceConfig, tiny_data: TensorData, tmp_path: Path, policy: str
+) -> None:
+    trial = _run(space, tiny_data, policy, tmp_path).trials[0]
     attrs = trial.user_attrs
     assert attrs["variance_shift_recalibrated"] == pytest.approx(1.0, abs=0.05)
     best = max(trial.intermediate_values.values())
@@ -55,14 +52,16 @@ def test_recalibration_records_and_value(tiny_data: TensorData, tmp_path: Path, 
     assert trial.value == pytest.approx(max(best, attrs["val_acc_recalibrated"]) if helped else best)
 
 
-def test_never_recalibrates(tiny_data: TensorData, tmp_path: Path) -> None:
-    trial = _run(tiny_data, "never", tmp_path).trials[0]
+def test_never_recalibrates(space: SpaceConfig, tiny_data: TensorData, tmp_path: Path) -> None:
+    trial = _run(space, tiny_data, "never", tmp_path).trials[0]
     assert "val_acc_recalibrated" not in trial.user_attrs
     assert trial.value == max(trial.intermediate_values.values())
 
 
-def test_only_the_best_weights_are_kept_and_export(tiny_data: TensorData, tmp_path: Path) -> None:
-    study = _run(tiny_data, "never", tmp_path, n_trials=4)
+def test_only_the_best_weights_are_kept_and_export(
+    space: SpaceConfig, tiny_data: TensorData, tmp_path: Path
+) -> None:
+    study = _run(space, tiny_data, "never", tmp_path, n_trials=4)
     store = WeightStore(tmp_path, "s", keep=2)
     kept = sorted(p.name for p in store.folder.iterdir())
     ranked = sorted(study.trials, key=lambda t: t.value or 0.0, reverse=True)
