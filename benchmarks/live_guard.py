@@ -25,12 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pruning_replay import SETTINGS, json_safe, quiet  # as in the replay
+from pruning_replay import SETTINGS, json_safe, quiet, setting_options  # as in the replay
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-# The replay's placement space (PLACEMENT_SPACE there) as `search run` options.
-PLACEMENT_OPTIONS = {"bn": "always", "dropout": "always", "placements": "blocks"}
 DROPOUT_NAMES = ("Dropout", "GaussianDropout", "Uout")  # Dropout1d/2d start with "Dropout" too
 
 
@@ -96,7 +94,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
             "threads": 1,
             "workers": 1,
             "quiet": True,
-            **(PLACEMENT_OPTIONS if job["setting"].endswith("-placement") else {}),
+            **setting_options(job["setting"]),
             **job["pruner"],
         }
     )

@@ -53,15 +53,20 @@ SETTINGS: dict[str, tuple[str, str]] = {  # setting -> (--dataset, --family)
     "mnist1d-cnn-placement": ("mnist1d", "cnn"),
 }
 DEFAULT_SETTINGS = [s for s in SETTINGS if not s.endswith("-placement")]
-PLACEMENT_SPACE = {"bn_choices": (True,), "placements": ("blocks",), "allow_no_dropout": False}
+# The placement space as `search run` options (live_guard.py passes the same ones).
+PLACEMENT_OPTIONS = {"bn": "always", "dropout": "always", "placements": "blocks"}
+
+
+def setting_options(setting: str) -> dict[str, str]:
+    """The `search run` options that pick a setting's space: none, or the placement space's."""
+    return PLACEMENT_OPTIONS if setting.endswith("-placement") else {}
 
 
 def space_of(setting: str) -> Any:
-    """The space a setting samples from: the family's default, or the placement space."""
-    from spaces import SpaceConfig
+    """The space a setting samples from, built the way `search run` builds it."""
+    from search.config import build_config
 
-    overrides = PLACEMENT_SPACE if setting.endswith("-placement") else {}
-    return SpaceConfig.for_family(SETTINGS[setting][1], **overrides)
+    return build_config(cli_values={"family": SETTINGS[setting][1], **setting_options(setting)}).space()
 
 
 GOAL_P_BEST = 0.95  # the default keeps the no-pruning best in >= 95% of orders, every setting
@@ -446,7 +451,7 @@ def replay(settings: list[str], args: argparse.Namespace) -> None:
 def rerender(args: argparse.Namespace) -> None:
     """Rewrite the report and plots from the saved JSON and the cache, without replaying."""
     saved = json.loads((args.out / "pruning_replay.json").read_text())
-    for key in ("candidates", "orders", "epochs", "seed"):
+    for key in ("settings", "candidates", "orders", "epochs", "seed"):
         setattr(args, key, saved["args"][key])
     cands_of = {s: usable(load_cache(s, args.epochs, args.seed), args.candidates) for s in saved["settings"]}
     render(args, saved["settings"], saved["metrics"], cands_of)
@@ -718,7 +723,8 @@ def write_report(
         "Settings: " + ", ".join(f"{s} ({info[s]['n']} candidates)" for s in settings) + "; "
         f"{args.epochs} epochs each, trained once (`RandomSampler(seed={args.seed})` over the family's "
         "default space, or for `-placement` settings the placement space "
-        f"`{PLACEMENT_SPACE}`: BN and dropout in every block; trial seed = candidate index). "
+        f"(`{' '.join(f'--{k} {v}' for k, v in PLACEMENT_OPTIONS.items())}`: BN and dropout in every "
+        "block; trial seed = candidate index). "
         "Every configuration is built by "
         f"`search.pruners.make_pruner` and replayed through a fresh Optuna study (ask, set "
         f"`variance_shift_by_epoch`/`dropout_shift_by_epoch`, report, should_prune, tell) over the same "
